@@ -1,0 +1,1 @@
+"""qmatrix: a quantization support matrix, attempted cell by cell."""

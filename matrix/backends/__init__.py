@@ -1,0 +1,75 @@
+"""The backend axis: where a quantized model is deployed and run.
+
+A backend is a frozen dataclass registered in :data:`BACKENDS`. ``deploy``
+runs the stages export and load and inspects the deployed artifact;
+``activate`` wraps the whole cell (a quantized engine, say) and restores what
+it changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from matrix.runner import CellContext
+
+
+@dataclass
+class Inspection:
+    """Compute ops of a deployed artifact, by name, split into quantized and float."""
+
+    quantized: Counter[str] = field(default_factory=Counter)
+    floating: Counter[str] = field(default_factory=Counter)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quantized_ops(self) -> int:
+        return sum(self.quantized.values())
+
+    @property
+    def float_ops(self) -> int:
+        return sum(self.floating.values())
+
+
+@dataclass
+class Deployed:
+    run: Callable[..., torch.Tensor]
+    inspection: Inspection
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    family: str
+    description: str
+    deploy: Callable[[CellContext, torch.nn.Module], Deployed]
+    unavailable_reason: Callable[[], str | None] = lambda: None
+    activate: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    pt2e_quantizer: Callable[[str, str], Any] | None = None
+
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+@contextlib.contextmanager
+def quantized_engine(engine: str) -> Iterator[None]:
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+from matrix.backends import inductor, native  # noqa: E402,F401  (registers the backends)

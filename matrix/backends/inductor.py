@@ -1,0 +1,80 @@
+"""PT2E models lowered by ``torch.compile`` (Inductor) on the CPU.
+
+Freezing is on, as PyTorch's x86 Inductor PT2E tutorial asks: without it
+Inductor compiles the Q/DQ pattern in float and no int8 kernel runs. The
+generated code is the artifact: the oneDNN int8 kernels it calls are the
+quantized ops; float convolutions and matmuls are the float ops.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import torch
+
+from matrix.backends import Backend, Deployed, Inspection, register
+from matrix.cell import Stage, Unavailable
+
+QUANTIZED_CALL = re.compile(r"torch\.ops\.onednn\.(q\w+)")
+FLOAT_CALL = re.compile(
+    r"(extern_kernels\.(?:mm|addmm|bmm|baddbmm|convolution)"
+    r"|torch\.ops\.mkldnn\.(?:_convolution_pointwise|_linear_pointwise|_convolution_transpose_pointwise)"
+    r"|torch\.ops\.mkl\.\w+)"
+)
+
+
+def inspect_code(sources: list[str]) -> Inspection:
+    found = Inspection()
+    for source in sources:
+        for line in source.splitlines():
+            if line.lstrip().startswith(("#", "import", "from", "assert")):
+                continue
+            found.quantized += Counter(QUANTIZED_CALL.findall(line))
+            found.floating += Counter(m.split(".")[-1] for m in FLOAT_CALL.findall(line))
+    return found
+
+
+def deploy(ctx, model: torch.nn.Module) -> Deployed:
+    from torch._inductor import config as inductor_config
+    from torch._inductor.utils import run_and_get_code
+
+    with ctx.clock.stage(Stage.EXPORT), inductor_config.patch(freezing=True), torch.no_grad():
+        compiled = torch.compile(model)
+        _, sources = run_and_get_code(compiled, *ctx.data.calibration[0])
+    inspection = inspect_code(sources)
+
+    def run(*inputs: torch.Tensor) -> torch.Tensor:
+        with inductor_config.patch(freezing=True), torch.no_grad():
+            return compiled(*inputs)
+
+    return Deployed(run, inspection)
+
+
+def pt2e_quantizer(scheme: str, qspec: str):
+    try:
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86q
+    except ImportError:
+        try:
+            from torch.ao.quantization.quantizer import x86_inductor_quantizer as x86q
+        except ImportError as exc:
+            raise Unavailable(f"X86InductorQuantizer not found: {exc}") from exc
+    config = x86q.get_default_x86_inductor_quantization_config(
+        is_qat=scheme == "qat", is_dynamic=scheme == "ptq_dynamic"
+    )
+    return x86q.X86InductorQuantizer().set_global(config)
+
+
+def unavailable_reason() -> str | None:
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile"
+    if "onednn" not in torch.backends.quantized.supported_engines:
+        return "this torch build has no oneDNN quantized engine for Inductor's int8 kernels"
+    return None
+
+
+register(Backend(
+    "inductor", "torch_compile",
+    "PT2E model lowered by torch.compile (Inductor, freezing on) to oneDNN int8 kernels",
+    deploy=deploy, unavailable_reason=unavailable_reason, pt2e_quantizer=pt2e_quantizer,
+))

@@ -1,0 +1,102 @@
+"""PyTorch's own quantized CPU kernels: fbgemm, x86, qnnpack, onednn.
+
+The converted module is the artifact; it runs under its quantized engine.
+Inspection walks its modules and, for FX graphs, its call_function nodes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+
+import torch
+from torch import nn
+
+from matrix.backends import Backend, Deployed, Inspection, quantized_engine, register
+
+QUANTIZED_NAMESPACES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
+# Modules of those namespaces that move data in or out of int8 but compute nothing.
+NOT_COMPUTE = {"Quantize", "DeQuantize", "QuantStub", "DeQuantStub", "LinearPackedParams",
+               "EmbeddingPackedParams", "FloatFunctional", "FXFloatFunctional"}
+FLOAT_COMPUTE = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+    nn.Linear, nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell,
+    nn.MultiheadAttention, nn.Embedding, nn.EmbeddingBag,
+)
+FLOAT_FUNCTIONS = {"linear", "conv1d", "conv2d", "conv3d", "matmul", "bmm", "mm", "addmm", "baddbmm",
+                   "embedding", "lstm", "gru"}
+
+
+def _function_name(target: object) -> str:
+    return getattr(target, "__name__", None) or str(target)
+
+
+def _is_quantized_compute(module: nn.Module) -> bool:
+    kind = type(module)
+    return kind.__module__.startswith(QUANTIZED_NAMESPACES) and kind.__name__ not in NOT_COMPUTE
+
+
+def inspect_module(model: nn.Module) -> Inspection:
+    """Count quantized kernels versus float compute in a converted torch module."""
+    found = Inspection()
+    for module in model.modules():
+        if _is_quantized_compute(module):
+            # A container of quantized kernels (a quantized LSTM) is counted through its parts.
+            if not any(_is_quantized_compute(child) for child in module.children()):
+                found.quantized[type(module).__name__] += 1
+        elif isinstance(module, FLOAT_COMPUTE) and not type(module).__module__.startswith("torch.ao.nn.qat"):
+            found.floating[type(module).__name__] += 1
+    if isinstance(model, torch.fx.GraphModule):
+        found.quantized += _graph_quantized_functions(model)
+        found.floating += _graph_float_functions(model)
+    return found
+
+
+def _graph_quantized_functions(graph_module: torch.fx.GraphModule) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and str(node.target).startswith("quantized."):
+            if not str(node.target).startswith(("quantized.quantize", "quantized.dequantize")):
+                counts[str(node.target)] += 1
+    return counts
+
+
+def _graph_float_functions(graph_module: torch.fx.GraphModule) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for node in graph_module.graph.nodes:
+        if node.op in ("call_function", "call_method"):
+            name = _function_name(node.target).split(".")[-1]
+            if name in FLOAT_FUNCTIONS and not str(node.target).startswith("quantized."):
+                counts[name] += 1
+    return counts
+
+
+def deploy(ctx, model: nn.Module) -> Deployed:
+    inspection = inspect_module(model)
+
+    def run(*inputs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(*inputs)
+
+    return Deployed(run, inspection)
+
+
+def _engine_reason(engine: str) -> str | None:
+    if engine in torch.backends.quantized.supported_engines:
+        return None
+    return f"quantized engine {engine!r} not in this torch build {torch.backends.quantized.supported_engines}"
+
+
+DESCRIPTIONS = {
+    "fbgemm": "FBGEMM int8 kernels (x86, AVX2+)",
+    "x86": "x86 engine: FBGEMM and oneDNN kernels chosen per op (PyTorch's x86 default)",
+    "qnnpack": "QNNPACK int8 kernels (the mobile/ARM engine, also built for x86)",
+    "onednn": "oneDNN int8 kernels (VNNI/AMX CPUs)",
+}
+
+for _engine, _description in DESCRIPTIONS.items():
+    register(Backend(
+        _engine, "torch_native", _description, deploy=deploy,
+        unavailable_reason=functools.partial(_engine_reason, _engine),
+        activate=functools.partial(quantized_engine, _engine),
+    ))

@@ -1,0 +1,94 @@
+"""Crossing the axes: the registries expanded once into cases."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+from matrix.qspecs import DEFAULT, QSPECS
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    kind: str
+    mode: str
+    scheme: str
+    qspec: str
+    backend: str
+
+    @property
+    def id(self) -> str:
+        parts = [self.model, self.mode, self.scheme, self.backend]
+        if self.qspec != DEFAULT:
+            parts.append(self.qspec)
+        return "-".join(parts)
+
+    def axes(self) -> dict[str, str]:
+        return asdict(self)
+
+    def markers(self) -> list[str]:
+        return [f"{axis}_{value}" for axis, value in self.axes().items()]
+
+
+# The slice CI runs: every mode and scheme, two backends, small models.
+SMOKE = (
+    "mlp-eager-*-fbgemm",
+    "mlp-eager-*-qnnpack",
+    "conv_bn_relu-fx-*-x86",
+    "conv_bn_relu-eager-ptq_dynamic-fbgemm",
+    "digits_mlp-fx-ptq_static-onednn",
+    "mlp-pt2e-ptq_static-inductor",
+)
+
+
+def is_smoke(case: Case) -> bool:
+    return any(fnmatch.fnmatchcase(case.id, pattern) for pattern in SMOKE)
+
+
+class SelectionError(ValueError):
+    pass
+
+
+def parse_selection(axis: str, text: str | None, valid: Iterable[str]) -> tuple[str, ...] | None:
+    """``"a,b"`` to ``("a", "b")``; an unknown value is an error that lists the valid ones."""
+    if text is None:
+        return None
+    valid = list(valid)
+    chosen = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not chosen:
+        raise SelectionError(f"--{axis} is empty; valid {axis}: {', '.join(valid)}")
+    unknown = [v for v in chosen if v not in valid]
+    if unknown:
+        raise SelectionError(
+            f"unknown {axis} {', '.join(map(repr, unknown))}; valid {axis}: {', '.join(valid)}"
+        )
+    return chosen
+
+
+def expand(
+    models: dict,
+    modes: dict,
+    schemes: dict,
+    backends: dict,
+    qspecs: dict = QSPECS,
+    select: dict[str, tuple[str, ...] | None] | None = None,
+) -> list[Case]:
+    """Every case the registries allow, in a stable order, limited to the selected values."""
+    select = select or {}
+
+    def chosen(axis: str, names: Iterable[str]) -> list[str]:
+        wanted = select.get(axis)
+        return [n for n in names if wanted is None or n in wanted]
+
+    cases = []
+    for model in chosen("models", models):
+        for mode_name in chosen("modes", modes):
+            mode = modes[mode_name]
+            for scheme in chosen("schemes", [s for s in schemes if s in mode.schemes]):
+                for backend in chosen("backends", [b for b in backends if b in mode.backends]):
+                    for qspec in chosen("qspecs", qspecs):
+                        if qspecs[qspec].applies(mode_name, backend):
+                            cases.append(Case(model, models[model].kind, mode_name, scheme, qspec, backend))
+    return cases

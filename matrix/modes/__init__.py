@@ -1,0 +1,80 @@
+"""The mode axis: how a float model is quantized (eager, FX, PT2E, ...).
+
+A mode is a frozen dataclass registered in :data:`MODES`; it names the
+backends and schemes it has a code path for, and its ``quantize`` runs the
+stages capture to convert for one cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from matrix.cell import Stage
+
+if TYPE_CHECKING:
+    from matrix.runner import CellContext
+
+QAT_STEPS = 12
+QAT_LEARNING_RATE = 1e-4
+
+
+@dataclass
+class Quantized:
+    """A mode's result: the model the backend deploys and the mode's fake-quant simulation."""
+
+    model: nn.Module
+    simulation: nn.Module
+    simulation_kind: str
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    description: str
+    backends: tuple[str, ...]
+    schemes: tuple[str, ...]
+    quantize: Callable[[CellContext], Quantized]
+    unavailable_reason: Callable[[], str | None] = lambda: None
+
+
+MODES: dict[str, Mode] = {}
+
+
+def register(mode: Mode) -> Mode:
+    MODES[mode.name] = mode
+    return mode
+
+
+def calibrate(model: nn.Module, ctx: CellContext) -> None:
+    with ctx.clock.stage(Stage.CALIBRATE), torch.no_grad():
+        for batch in ctx.data.calibration:
+            model(*batch)
+
+
+def train(
+    model: nn.Module,
+    ctx: CellContext,
+    to_train: Callable[[nn.Module], object] = lambda m: m.train(),
+    to_eval: Callable[[nn.Module], object] = lambda m: m.eval(),
+) -> None:
+    """A few real QAT steps: distil the float model's outputs on the calibration batches."""
+    with ctx.clock.stage(Stage.TRAIN):
+        with torch.no_grad():
+            targets = [ctx.float_model(*batch) for batch in ctx.data.calibration]
+        to_train(model)
+        optimizer = torch.optim.Adam(model.parameters(), lr=QAT_LEARNING_RATE)
+        for step in range(QAT_STEPS):
+            index = step % len(targets)
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(model(*ctx.data.calibration[index]), targets[index])
+            loss.backward()
+            optimizer.step()
+        to_eval(model)
+
+
+from matrix.modes import eager, fx, pt2e  # noqa: E402,F401  (registers the modes)

@@ -1,0 +1,61 @@
+"""FX graph mode: symbolic tracing, a QConfigMapping and the backend's BackendConfig."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import torch.ao.quantization as tq
+import torch.fx
+from torch.ao.quantization import backend_config as bc
+from torch.ao.quantization.backend_config.x86 import get_x86_backend_config
+from torch.ao.quantization import quantize_fx
+
+from matrix.cell import Stage
+from matrix.modes import Mode, Quantized, calibrate, register, train
+from matrix.modes.eager import NATIVE
+
+if TYPE_CHECKING:
+    from matrix.runner import CellContext
+
+BACKEND_CONFIGS = {
+    "fbgemm": bc.get_fbgemm_backend_config,
+    "x86": get_x86_backend_config,
+    "qnnpack": bc.get_qnnpack_backend_config,
+    "onednn": bc.get_onednn_backend_config,
+}
+
+
+def qconfig_mapping(scheme: str, engine: str) -> tq.QConfigMapping:
+    if scheme == "ptq_dynamic":
+        return tq.QConfigMapping().set_global(tq.default_dynamic_qconfig)
+    if scheme == "qat":
+        return tq.get_default_qat_qconfig_mapping(engine)
+    return tq.get_default_qconfig_mapping(engine)
+
+
+def quantize(ctx: CellContext) -> Quantized:
+    engine, scheme = ctx.backend.name, ctx.scheme.name
+    training = scheme == "qat"
+    with ctx.clock.stage(Stage.CAPTURE):
+        model = copy.deepcopy(ctx.float_model).train(training)
+        torch.fx.symbolic_trace(model)
+    backend_config = BACKEND_CONFIGS[engine]()
+    with ctx.clock.stage(Stage.PREPARE):
+        prepare = quantize_fx.prepare_qat_fx if training else quantize_fx.prepare_fx
+        model = prepare(model, qconfig_mapping(scheme, engine), ctx.data.calibration[0],
+                        backend_config=backend_config)
+    if training:
+        train(model, ctx)
+    elif ctx.scheme.calibrates:
+        calibrate(model, ctx)
+    with ctx.clock.stage(Stage.CONVERT):
+        simulation = quantize_fx.convert_to_reference_fx(copy.deepcopy(model), backend_config=backend_config)
+        quantized = quantize_fx.convert_fx(model, backend_config=backend_config)
+    return Quantized(quantized, simulation, "convert_to_reference_fx (QDQ reference model)")
+
+
+register(Mode(
+    "fx", "FX graph mode: prepare_fx / prepare_qat_fx / convert_fx with the backend's BackendConfig",
+    backends=NATIVE, schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+))

@@ -1,0 +1,82 @@
+"""PT2E: torch.export, a backend's Quantizer, prepare_pt2e / prepare_qat_pt2e / convert_pt2e.
+
+torch 2.13 no longer carries PT2E; torchao does. Older torch had it under
+``torch.ao.quantization``: both are tried, in that order.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+import torch
+
+from matrix.cell import Stage, Unavailable
+from matrix.modes import Mode, Quantized, calibrate, register, train
+
+if TYPE_CHECKING:
+    from matrix.runner import CellContext
+
+# (module with prepare/convert, module with move_exported_model_to_*), newest first.
+LOCATIONS = (
+    ("torchao.quantization.pt2e.quantize_pt2e", "torchao.quantization.pt2e"),
+    ("torch.ao.quantization.quantize_pt2e", "torch.ao.quantization"),
+)
+
+
+@functools.cache
+def api() -> SimpleNamespace:
+    """prepare_pt2e, prepare_qat_pt2e, convert_pt2e and the train/eval movers, wherever they live."""
+    problems = []
+    for flow, movers in LOCATIONS:
+        try:
+            flow_module, movers_module = importlib.import_module(flow), importlib.import_module(movers)
+            return SimpleNamespace(
+                source=flow,
+                prepare_pt2e=flow_module.prepare_pt2e,
+                prepare_qat_pt2e=flow_module.prepare_qat_pt2e,
+                convert_pt2e=flow_module.convert_pt2e,
+                to_train=movers_module.move_exported_model_to_train,
+                to_eval=movers_module.move_exported_model_to_eval,
+            )
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"{flow}: {exc}")
+    raise Unavailable("no PT2E API: " + "; ".join(problems))
+
+
+def unavailable_reason() -> str | None:
+    try:
+        api()
+    except Unavailable as exc:
+        return str(exc)
+    return None
+
+
+def quantize(ctx: CellContext) -> Quantized:
+    pt2e = api()
+    training = ctx.scheme.trains
+    example = ctx.data.calibration[0]
+    with ctx.clock.stage(Stage.CAPTURE):
+        model = torch.export.export(ctx.float_model.train(training), example).module()
+        ctx.float_model.eval()
+    with ctx.clock.stage(Stage.PREPARE):
+        quantizer = ctx.backend.pt2e_quantizer(ctx.scheme.name, ctx.qspec.name)
+        prepare = pt2e.prepare_qat_pt2e if training else pt2e.prepare_pt2e
+        model = prepare(model, quantizer)
+    if training:
+        train(model, ctx, to_train=pt2e.to_train, to_eval=pt2e.to_eval)
+    else:
+        # Dynamic quantization still runs the observers once, to place the Q/DQ pattern.
+        calibrate(model, ctx)
+    with ctx.clock.stage(Stage.CONVERT):
+        quantized = pt2e.convert_pt2e(model)
+    return Quantized(quantized, quantized, "the converted PT2E model run eagerly (Q/DQ in float)")
+
+
+register(Mode(
+    "pt2e", "PT2E: torch.export + the backend's Quantizer + prepare_pt2e / convert_pt2e",
+    backends=("inductor",), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    unavailable_reason=unavailable_reason,
+))

@@ -1,0 +1,122 @@
+"""Run folders: one JSON line per cell, ``env.json``, and reading them back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+SUITE = Path(__file__).resolve().parent.parent
+PACKAGES = (
+    "torch", "torchao", "numpy", "onnx", "onnxruntime", "onnxscript", "tensorflow", "tensorflow-cpu",
+    "tf-keras", "tensorflow-model-optimization", "litert-torch", "ai-edge-litert",
+    "ai-edge-quantizer", "executorch", "openvino", "nncf", "scikit-learn", "pytest", "pytest-xdist",
+)
+
+
+class RunError(ValueError):
+    """A run folder or records file that cannot be read; names the file (and line)."""
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", str(SUITE), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def environment(argv: list[str], label: str | None = None) -> dict:
+    """Versions (read from package metadata, without importing), machine, suite commit."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    import torch
+
+    return {
+        "label": label,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": _cpu(),
+        "cores": os.cpu_count(),
+        "versions": versions,
+        "torch_build": torch.__version__,
+        "quantized_engines": list(torch.backends.quantized.supported_engines),
+        "suite_commit": _commit(),
+        "command": " ".join(argv),
+    }
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append one line and flush it to disk at once, so a crash loses nothing written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_records(run: Path) -> list[dict]:
+    files = sorted(run.glob("cells*.jsonl"))
+    if not files:
+        raise RunError(f"{run}: not a run folder (no cells*.jsonl records)")
+    records = []
+    for path in files:
+        with open(path) as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RunError(f"{path}:{number}: not a JSON record ({exc.msg})") from exc
+                if not isinstance(record, dict) or "case_id" not in record or "status" not in record:
+                    raise RunError(f"{path}:{number}: not a cell record (needs case_id and status)")
+                records.append(record)
+    return records
+
+
+def read_environment(run: Path) -> dict:
+    path = run / "env.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}: not JSON ({exc.msg})") from exc
+
+
+def point_latest(reports: Path, run: Path) -> None:
+    """Make ``reports/latest`` a symlink to the run folder."""
+    link = reports / "latest"
+    tmp = reports / f".latest.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(run.name)
+    os.replace(tmp, link)

@@ -1,0 +1,140 @@
+"""One cell, stage by stage, to one record."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from matrix.backends import BACKENDS, Backend
+from matrix.cases import Case
+from matrix.cell import Stage, StageClock, StageFailed, Status, Unavailable, first_line, stable_seed
+from matrix.metrics import compare
+from matrix.modes import MODES
+from matrix.qspecs import QSPECS, QSpec
+from matrix.schemes import SCHEMES, Scheme
+from matrix.thresholds import Thresholds
+from models import BATCH, MODELS, Inputs, ModelData, ModelSpec
+
+
+@dataclass
+class CellContext:
+    """What a mode and a backend see of the cell they work on."""
+
+    case: Case
+    spec: ModelSpec
+    scheme: Scheme
+    qspec: QSpec
+    backend: Backend
+    float_model: nn.Module
+    data: ModelData
+    clock: StageClock
+
+
+def new_record(case: Case) -> dict:
+    return {
+        "case_id": case.id,
+        **case.axes(),
+        "status": None,
+        "stage": None,
+        "error_type": None,
+        "error_message": None,
+        "reason": None,
+        "metrics": {},
+        "quantized_ops": None,
+        "float_ops": None,
+        "op_counts": {},
+        "timings": {},
+        "seed": stable_seed(case.id),
+    }
+
+
+def _unavailable(case: Case) -> str | None:
+    return MODES[case.mode].unavailable_reason() or BACKENDS[case.backend].unavailable_reason()
+
+
+def run_cell(case: Case, thresholds: Thresholds) -> dict:
+    """Attempt one cell; never raises. The record says what happened and where."""
+    record = new_record(case)
+    clock = StageClock()
+    torch.manual_seed(record["seed"])
+    try:
+        reason = _unavailable(case)
+        if reason:
+            raise Unavailable(reason)
+        _attempt(case, record, clock, thresholds)
+    except Unavailable as exc:
+        record.update(status=Status.UNAVAILABLE.value, reason=str(exc))
+    except StageFailed as exc:
+        broken_case = exc.stage is Stage.REFERENCE
+        record.update(
+            status=(Status.ERROR if broken_case else Status.FAIL).value,
+            stage=exc.stage.value,
+            error_type=type(exc.cause).__name__,
+            error_message=first_line(exc.cause),
+            traceback=_short_traceback(exc.cause),
+        )
+    except Exception as exc:  # a bug of the harness itself, never a finding about a backend
+        record.update(
+            status=Status.ERROR.value, stage="harness", error_type=type(exc).__name__,
+            error_message=first_line(exc), traceback=_short_traceback(exc),
+        )
+    record["timings"] = clock.timings
+    return record
+
+
+def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds) -> None:
+    spec = MODELS[case.model]
+    with clock.stage(Stage.REFERENCE), torch.no_grad():
+        float_model = spec.instantiate()
+        data = spec.make_data()
+        reference = in_batches(float_model, data.evaluation)
+        if not torch.isfinite(reference).all():
+            raise ValueError("the float model's output holds NaN or Inf")
+    backend = BACKENDS[case.backend]
+    ctx = CellContext(case, spec, SCHEMES[case.scheme], QSPECS[case.qspec], backend, float_model, data, clock)
+    with backend.activate():
+        quantized = MODES[case.mode].quantize(ctx)
+        with clock.stage(Stage.CONVERT), torch.no_grad():
+            simulated = in_batches(quantized.simulation, data.evaluation)
+        record["simulation"] = quantized.simulation_kind
+        deployed = backend.deploy(ctx, quantized.model)
+        inspection = deployed.inspection
+        record.update(
+            quantized_ops=inspection.quantized_ops,
+            float_ops=inspection.float_ops,
+            op_counts={"quantized": dict(inspection.quantized), "float": dict(inspection.floating)},
+            **({"inspection_notes": inspection.notes} if inspection.notes else {}),
+        )
+        with clock.stage(Stage.RUN):
+            output = in_batches(deployed.run, data.evaluation)
+    with clock.stage(Stage.COMPARE):
+        metrics = compare(reference, output, simulated, spec.classifier, data.labels)
+    record["metrics"] = metrics
+    if inspection.quantized_ops == 0:
+        record.update(status=Status.NOT_QUANTIZED.value,
+                      reason="no quantized compute op in the deployed artifact")
+        return
+    violations = thresholds.violations(metrics, case.scheme, case.model)
+    if violations:
+        record.update(status=Status.INACCURATE.value, reason="; ".join(violations))
+    else:
+        record["status"] = Status.PASS.value
+
+
+def in_batches(run: Callable[..., torch.Tensor], inputs: Inputs) -> torch.Tensor:
+    """Run on ``BATCH`` rows at a time and join the outputs (dequantized if need be)."""
+    outputs = []
+    for start in range(0, len(inputs[0]), BATCH):
+        output = run(*(tensor[start : start + BATCH] for tensor in inputs))
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"the model returned {type(output).__name__}, not one tensor")
+        outputs.append(output.dequantize() if output.is_quantized else output)
+    return torch.cat(outputs)
+
+
+def _short_traceback(exc: BaseException, frames: int = 6) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-frames:])[-3000:]

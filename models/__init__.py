@@ -1,0 +1,147 @@
+"""The model axis: reference models and single-operator models.
+
+A model joins the matrix with one call to :func:`register`; importing this
+package registers the built-in ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from matrix.cell import stable_seed
+
+Inputs = tuple[torch.Tensor, ...]
+Sampler = Callable[[torch.Generator, int], Inputs]
+
+CALIBRATION_BATCHES = 8
+BATCH = 16
+EVALUATION_SIZE = 4 * BATCH
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """Calibration batches, evaluation inputs and, for real data, their labels.
+
+    Every batch the suite runs has ``BATCH`` rows (evaluation runs in chunks of
+    it), so a backend that specializes on shapes compiles once.
+    """
+
+    calibration: list[Inputs]
+    evaluation: Inputs
+    labels: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model of the matrix: how to build it and what to feed it.
+
+    ``sample(generator, n)`` draws ``n`` inputs; ``data`` replaces it for a
+    model with real data. ``eager_fuse`` lists the module names eager mode
+    fuses; ``eager_stubs`` says the model places its own QuantStub/DeQuantStub
+    (otherwise eager mode wraps it with one of each).
+    """
+
+    name: str
+    build: Callable[[], nn.Module]
+    description: str
+    sample: Sampler | None = None
+    data: Callable[[], ModelData] | None = None
+    kind: str = "model"
+    classifier: bool = False
+    eager_fuse: tuple[tuple[str, ...], ...] = ()
+    eager_stubs: bool = False
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def instantiate(self) -> nn.Module:
+        """The float model, with weights fixed by the model's name, in eval mode.
+
+        Batch-norm running statistics are estimated on sampled inputs, so that
+        a float model in eval mode matches the data it sees (as a trained one would).
+        """
+        with torch.random.fork_rng():
+            torch.manual_seed(stable_seed(self.name))
+            model = self.build()
+        if self.sample is not None and _has_batch_norm(model):
+            _estimate_batch_norm(model, self.sample, stable_seed(self.name + "/batch-norm"))
+        return model.eval()
+
+    def make_data(self) -> ModelData:
+        if self.data is not None:
+            return self.data()
+        if self.sample is None:
+            raise ValueError(f"model {self.name!r} has neither sample nor data")
+        gen = torch.Generator().manual_seed(stable_seed(self.name + "/data"))
+        calibration = [self.sample(gen, BATCH) for _ in range(CALIBRATION_BATCHES)]
+        return ModelData(calibration=calibration, evaluation=self.sample(gen, EVALUATION_SIZE))
+
+
+def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return bool(_batch_norms(model))
+
+
+def _estimate_batch_norm(model: nn.Module, sample: Sampler, seed: int) -> None:
+    """Running statistics as the cumulative average over a few sampled batches."""
+    norms = _batch_norms(model)
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    with torch.no_grad():
+        for _ in range(CALIBRATION_BATCHES):
+            model(*sample(gen, BATCH))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+        norm.num_batches_tracked.zero_()
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    if spec.name in MODELS:
+        raise ValueError(f"model {spec.name!r} is registered twice")
+    if spec.kind not in ("model", "operator"):
+        raise ValueError(f"model {spec.name!r}: kind must be 'model' or 'operator', not {spec.kind!r}")
+    MODELS[spec.name] = spec
+    return spec
+
+
+def images(channels: int, height: int, width: int) -> Sampler:
+    def sample(gen: torch.Generator, n: int) -> Inputs:
+        return (torch.randn(n, channels, height, width, generator=gen),)
+
+    return sample
+
+
+def vectors(features: int) -> Sampler:
+    def sample(gen: torch.Generator, n: int) -> Inputs:
+        return (torch.randn(n, features, generator=gen),)
+
+    return sample
+
+
+def sequences(steps: int, features: int) -> Sampler:
+    def sample(gen: torch.Generator, n: int) -> Inputs:
+        return (torch.randn(n, steps, features, generator=gen),)
+
+    return sample
+
+
+def tokens(vocabulary: int, steps: int) -> Sampler:
+    def sample(gen: torch.Generator, n: int) -> Inputs:
+        return (torch.randint(0, vocabulary, (n, steps), generator=gen),)
+
+    return sample
+
+
+from models import digits, reference  # noqa: E402,F401  (registers the built-in models)
