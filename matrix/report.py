@@ -66,8 +66,8 @@ def _tally(statuses: pd.Series) -> str:
     counts = Counter(statuses)
     applicable = sum(n for s, n in counts.items() if s not in NOT_APPLICABLE)
     if applicable == 0:
-        return " ".join(f"{SYMBOLS[s]}{n}" for s, n in counts.items())
-    others = " ".join(f"{SYMBOLS[s]}{n}" for s, n in sorted(counts.items()) if s != "pass")
+        return " ".join(f"{SYMBOLS[s]}{counts[s]}" for s in SYMBOLS if counts.get(s))
+    others = " ".join(f"{SYMBOLS[s]}{counts[s]}" for s in SYMBOLS if s != "pass" and counts.get(s))
     return f"{counts.get('pass', 0)}/{applicable}" + (f" ({others})" if others else "")
 
 

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from matrix.cases import Case, SelectionError, expand, parse_selection
+from matrix.qspecs import QSpec
+
+SUITE = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Named:
+    name: str
+    kind: str = "model"
+    backends: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = ()
+
+
+MODELS = {"m1": Named("m1"), "op1": Named("op1", kind="operator")}
+MODES = {
+    "eager": Named("eager", backends=("fbgemm", "qnnpack"), schemes=("ptq_static", "qat")),
+    "pt2e": Named("pt2e", backends=("inductor",), schemes=("ptq_static",)),
+}
+SCHEMES = {"ptq_static": None, "ptq_dynamic": None, "qat": None}
+BACKENDS = {"fbgemm": None, "qnnpack": None, "inductor": None}
+QSPECS = {"default": QSpec("default", ""), "per_tensor": QSpec("per_tensor", "", modes=("eager",),
+                                                               backends=("qnnpack",))}
+
+
+def test_expansion_crosses_only_code_paths():
+    cases = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS)
+    ids = [c.id for c in cases]
+    assert "m1-eager-ptq_static-fbgemm" in ids
+    assert "m1-pt2e-ptq_static-inductor" in ids
+    assert not any("pt2e-ptq_static-fbgemm" in i for i in ids)
+    assert not any("ptq_dynamic" in i for i in ids), "no mode offers ptq_dynamic here"
+    assert "m1-eager-qat-qnnpack-per_tensor" in ids
+    assert "m1-eager-qat-fbgemm-per_tensor" not in ids
+    # 2 models x (eager: 2 schemes x (fbgemm + qnnpack x 2 qspecs) + pt2e: 1)
+    assert len(cases) == 2 * (2 * 3 + 1)
+    assert len(set(ids)) == len(ids)
+
+
+def test_selection_narrows_each_axis():
+    cases = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS,
+                   select={"models": ("op1",), "backends": ("qnnpack",), "qspecs": ("default",)})
+    assert [c.id for c in cases] == ["op1-eager-ptq_static-qnnpack", "op1-eager-qat-qnnpack"]
+    assert {c.kind for c in cases} == {"operator"}
+
+
+def test_case_fields_and_markers():
+    case = Case("conv_bn_relu", "model", "fx", "ptq_static", "default", "fbgemm")
+    assert case.id == "conv_bn_relu-fx-ptq_static-fbgemm"
+    assert case.axes()["backend"] == "fbgemm"
+    assert "backend_fbgemm" in case.markers() and "model_conv_bn_relu" in case.markers()
+
+
+def test_unknown_value_lists_valid_ones():
+    with pytest.raises(SelectionError, match=r"unknown backends 'nosuch'; valid backends: fbgemm, x86"):
+        parse_selection("backends", "fbgemm,nosuch", ["fbgemm", "x86"])
+    with pytest.raises(SelectionError, match="empty"):
+        parse_selection("models", " , ", ["mlp"])
+    assert parse_selection("models", None, ["mlp"]) is None
+    assert parse_selection("models", "mlp", ["mlp"]) == ("mlp",)
+
+
+def test_pytest_rejects_unknown_backend_before_running_anything(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--backends=nosuch", "--reports-dir", str(tmp_path), "-q"],
+        cwd=SUITE, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "unknown backends 'nosuch'" in result.stderr
+    assert "valid backends: fbgemm, x86, qnnpack, onednn, inductor" in result.stderr
+    assert not any(tmp_path.iterdir()), "no run folder for a usage error"
+
+
+def test_registered_axes_expand_to_real_matrix():
+    from matrix.backends import BACKENDS as real_backends
+    from matrix.modes import MODES as real_modes
+    from matrix.schemes import SCHEMES as real_schemes
+    from models import MODELS as real_models
+
+    cases = expand(real_models, real_modes, real_schemes, real_backends)
+    ids = {c.id for c in cases}
+    assert "conv_bn_relu-fx-ptq_static-fbgemm" in ids
+    assert "mlp-pt2e-qat-inductor" in ids
+    assert not any(c.mode == "pt2e" and c.backend == "fbgemm" for c in cases)
+    assert len(ids) == len(cases)

@@ -1,0 +1,54 @@
+"""The plugin end to end on a tiny real slice: records, env.json, report, latest, verdicts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SUITE = Path(__file__).resolve().parent.parent
+
+
+def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--reports-dir", str(tmp_path), "-q", "-p", "no:randomly", *args],
+        cwd=SUITE, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "QMATRIX_RUN_LABEL": "selftest"},
+    )
+
+
+def test_a_small_slice_writes_records_env_and_report(tmp_path):
+    result = run_pytest(tmp_path, "--models", "mlp,conv_bn_relu", "--modes", "fx", "--backends", "fbgemm",
+                        "--schemes", "ptq_static,ptq_dynamic")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    latest = tmp_path / "latest"
+    assert latest.is_symlink()
+    run = latest.resolve()
+    assert run.name.endswith("-selftest")
+    records = [json.loads(line) for f in run.glob("cells*.jsonl") for line in f.read_text().splitlines()]
+    by_id = {r["case_id"]: r for r in records}
+    assert set(by_id) == {"mlp-fx-ptq_static-fbgemm", "mlp-fx-ptq_dynamic-fbgemm",
+                          "conv_bn_relu-fx-ptq_static-fbgemm", "conv_bn_relu-fx-ptq_dynamic-fbgemm"}
+    passed = by_id["mlp-fx-ptq_static-fbgemm"]
+    assert passed["status"] == "pass" and passed["quantized_ops"] > 0 and passed["verdict"] == "passed"
+    assert {"model", "kind", "mode", "scheme", "qspec", "backend"} <= set(passed)
+    assert passed["metrics"]["sqnr_db"] > 15
+    dynamic_conv = by_id["conv_bn_relu-fx-ptq_dynamic-fbgemm"]
+    assert dynamic_conv["status"] == "not_quantized"
+    assert dynamic_conv["verdict"] == "xfailed"
+    assert dynamic_conv["documented"]["source"].startswith("https://")
+    env = json.loads((run / "env.json").read_text())
+    assert env["versions"]["torch"].startswith("2.")
+    assert env["label"] == "selftest" and env["command"]
+    report = (run / "report.md").read_text()
+    assert "## Mode support" in report and "conv_bn_relu-fx-ptq_dynamic-fbgemm" in report
+
+
+def test_selection_by_marker(tmp_path):
+    result = run_pytest(tmp_path, "--collect-only", "-m", "backend_qnnpack and scheme_qat and model_mlp")
+    assert result.returncode == 0, result.stderr
+    assert "2 tests collected" in result.stdout or "2/" in result.stdout
+    assert "mlp-eager-qat-qnnpack" in result.stdout and "mlp-fx-qat-qnnpack" in result.stdout
+    assert not list(tmp_path.iterdir()), "collecting alone writes no run"

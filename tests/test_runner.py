@@ -1,0 +1,115 @@
+"""Status rules of one cell, with stand-in modes, backends and models (no heavy backend)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import matrix.runner as runner
+from matrix.backends import Backend, Deployed, Inspection
+from matrix.cases import Case
+from matrix.cell import Stage
+from matrix.modes import Mode, Quantized
+from matrix.thresholds import Thresholds
+from models import ModelSpec, vectors
+
+
+class Broken(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("float model is broken")
+
+
+def spec(name="tiny", build=lambda: nn.Linear(4, 2)):
+    return ModelSpec(name, build, "a stand-in", sample=vectors(4))
+
+
+def mode(quantize):
+    return Mode("stand_in", "", backends=("stand_in",), schemes=("ptq_static",), quantize=quantize)
+
+
+def backend(quantized_ops=1, noise=0.0, reason=None):
+    def deploy(ctx, model):
+        def run(x):
+            out = model(x)
+            return out + noise * torch.ones_like(out)
+        return Deployed(run, Inspection(quantized={"QLinear": quantized_ops} if quantized_ops else {}))
+    return Backend("stand_in", "test", "", deploy=deploy, unavailable_reason=lambda: reason)
+
+
+def same_model(ctx):
+    with ctx.clock.stage(Stage.CONVERT):
+        return Quantized(ctx.float_model, ctx.float_model, "identity")
+
+
+def failing_prepare(ctx):
+    with ctx.clock.stage(Stage.PREPARE):
+        raise NotImplementedError("no kernel for this op\nsecond line")
+
+
+def run(monkeypatch, quantize=same_model, model_spec=None, the_backend=None):
+    model_spec = model_spec or spec()
+    monkeypatch.setitem(runner.MODELS, model_spec.name, model_spec)
+    monkeypatch.setitem(runner.MODES, "stand_in", mode(quantize))
+    monkeypatch.setitem(runner.BACKENDS, "stand_in", the_backend or backend())
+    case = Case(model_spec.name, "model", "stand_in", "ptq_static", "default", "stand_in")
+    return runner.run_cell(case, Thresholds.load())
+
+
+def test_pass_needs_quantized_ops_and_metrics(monkeypatch):
+    record = run(monkeypatch)
+    assert record["status"] == "pass"
+    assert record["quantized_ops"] == 1
+    assert record["metrics"]["lsb_err_vs_sim"] == 0.0
+    assert set(record["timings"]) >= {"reference", "convert", "run", "compare"}
+
+
+def test_no_quantized_op_is_not_quantized(monkeypatch):
+    record = run(monkeypatch, the_backend=backend(quantized_ops=0))
+    assert record["status"] == "not_quantized"
+
+
+def test_error_over_threshold_is_inaccurate(monkeypatch):
+    record = run(monkeypatch, the_backend=backend(noise=10.0))
+    assert record["status"] == "inaccurate"
+    assert "sqnr_db" in record["reason"]
+
+
+def test_exception_names_its_stage_and_first_line(monkeypatch):
+    record = run(monkeypatch, quantize=failing_prepare)
+    assert record["status"] == "fail"
+    assert record["stage"] == "prepare"
+    assert record["error_type"] == "NotImplementedError"
+    assert record["error_message"] == "no kernel for this op"
+    assert "prepare" in record["timings"]
+
+
+def test_broken_float_model_is_an_error_not_a_finding(monkeypatch):
+    record = run(monkeypatch, model_spec=spec("broken", Broken))
+    assert record["status"] == "error"
+    assert record["stage"] == "reference"
+    assert "broken" in record["error_message"]
+
+
+def test_missing_requirement_is_unavailable(monkeypatch):
+    record = run(monkeypatch, the_backend=backend(reason="package x is not installed"))
+    assert record["status"] == "unavailable"
+    assert record["reason"] == "package x is not installed"
+
+
+def test_seed_comes_from_the_case_id(monkeypatch):
+    first, second = run(monkeypatch), run(monkeypatch)
+    assert first["seed"] == second["seed"]
+    assert first["metrics"] == second["metrics"]
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv_bn_relu", "digits_mlp"])
+def test_reference_models_are_deterministic(name):
+    from models import MODELS
+
+    model_spec = MODELS[name]
+    a, b = model_spec.instantiate(), model_spec.instantiate()
+    data = model_spec.make_data()
+    with torch.no_grad():
+        assert torch.equal(a(*data.evaluation), b(*data.evaluation))
+    assert torch.equal(data.evaluation[0], model_spec.make_data().evaluation[0])

@@ -1,0 +1,50 @@
+import pytest
+
+from matrix.thresholds import ThresholdError, Thresholds
+
+
+def write(tmp_path, text):
+    path = tmp_path / "thresholds.toml"
+    path.write_text(text)
+    return path
+
+
+BASE = "[defaults]\nmin_sqnr_db = 15.0\nmax_lsb_err_vs_sim = 8.0\nmax_accuracy_drop = 0.02\n"
+
+
+def test_lookup_order_model_over_scheme_over_defaults(tmp_path):
+    thresholds = Thresholds.load(write(tmp_path, BASE + "[schemes.qat]\nmin_sqnr_db = 12.0\n"
+                                                 "[models.lstm]\nmin_sqnr_db = 10.0\n"))
+    assert thresholds.for_cell("ptq_static", "mlp")["min_sqnr_db"] == 15.0
+    assert thresholds.for_cell("qat", "mlp")["min_sqnr_db"] == 12.0
+    assert thresholds.for_cell("qat", "lstm")["min_sqnr_db"] == 10.0
+
+
+def test_violations(tmp_path):
+    thresholds = Thresholds.load(write(tmp_path, BASE))
+    assert thresholds.violations({"sqnr_db": 30.0, "lsb_err_vs_sim": 1.0}, "ptq_static", "m") == []
+    found = thresholds.violations({"sqnr_db": 10.0, "lsb_err_vs_sim": 9.0}, "ptq_static", "m")
+    assert found == ["sqnr_db 10.0 < 15.0", "lsb_err_vs_sim 9.0 > 8.0"]
+    assert thresholds.violations({"sqnr_db": float("nan"), "lsb_err_vs_sim": 0.0}, "ptq_static", "m")
+    drop = {"sqnr_db": 30.0, "lsb_err_vs_sim": 0.0, "accuracy": 0.90, "float_accuracy": 0.95}
+    assert thresholds.violations(drop, "ptq_static", "m") == ["accuracy drop 0.0500 > 0.02"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (BASE.replace("8.0", "true"), "must be a finite number"),
+    (BASE + "[defaults.extra]\n", "unknown key 'extra'"),
+    (BASE + "[schemes.qat]\nmin_snr = 3\n", "unknown key 'min_snr'"),
+    (BASE + "[other]\n", r"unknown section \[other\]"),
+    ("[defaults]\nmin_sqnr_db = 15.0\n", "lacks"),
+    (BASE + "[models.mlp]\nmin_sqnr_db = 'high'\n", "must be a finite number"),
+    ("[defaults\n", "not valid TOML"),
+])
+def test_invalid_threshold_data_names_file_and_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ThresholdError, match=message) as caught:
+        Thresholds.load(path)
+    assert str(path) in str(caught.value)
+
+
+def test_shipped_thresholds_load():
+    assert Thresholds.load().for_cell("ptq_static", "mlp")["min_sqnr_db"] > 0
