@@ -35,15 +35,19 @@ def cosine(reference: torch.Tensor, output: torch.Tensor) -> float:
 def output_step(simulation: torch.Tensor) -> float:
     """The output quantization step: the unit of ``lsb_err_vs_sim``.
 
-    A simulated output with at most 256 distinct values lies on its quantization
-    grid, whose step is the smallest gap between them. An output that is not on a
-    grid (float outputs of dynamic quantization) gets one 8-bit step of its range.
+    A simulated output whose distinct values fit on a grid of at most 256 levels
+    (its range is at most 255 of its smallest gaps) is on its quantization grid,
+    whose step is that gap. Any other output (the float output of dynamic
+    quantization) gets one 8-bit step of its range.
     """
     sim = _flat(simulation)
+    span = float(sim.max() - sim.min())
     levels = torch.unique(sim)
-    if 1 < len(levels) <= OUTPUT_LEVELS + 1:
-        return float(levels.diff().min())
-    return float(sim.max() - sim.min()) / OUTPUT_LEVELS
+    if len(levels) > 1:
+        gap = float(levels.diff().min())
+        if span / gap <= OUTPUT_LEVELS * (1 + 1e-6):
+            return gap
+    return span / OUTPUT_LEVELS
 
 
 def lsb_error(simulation: torch.Tensor, output: torch.Tensor) -> float:

@@ -6,6 +6,7 @@ package registers the built-in ones.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -144,4 +145,8 @@ def tokens(vocabulary: int, steps: int) -> Sampler:
     return sample
 
 
-from models import digits, reference  # noqa: E402,F401  (registers the built-in models)
+
+# One line per module that registers entries; their order is the order of the axis.
+MODEL_MODULES = ("reference", "digits", "operators")
+for _module in MODEL_MODULES:
+    importlib.import_module(f"models.{_module}")

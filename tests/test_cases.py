@@ -56,7 +56,8 @@ def test_case_fields_and_markers():
     case = Case("conv_bn_relu", "model", "fx", "ptq_static", "default", "fbgemm")
     assert case.id == "conv_bn_relu-fx-ptq_static-fbgemm"
     assert case.axes()["backend"] == "fbgemm"
-    assert "backend_fbgemm" in case.markers() and "model_conv_bn_relu" in case.markers()
+    assert "backend_fbgemm" in case.markers()
+    assert "model_conv_bn_relu" in case.markers()
 
 
 def test_unknown_value_lists_valid_ones():
@@ -70,7 +71,7 @@ def test_unknown_value_lists_valid_ones():
 
 def test_pytest_rejects_unknown_backend_before_running_anything(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--backends=nosuch", "--reports-dir", str(tmp_path), "-q"],
+        [sys.executable, "-m", "pytest", f"--rootdir={SUITE}", "--backends=nosuch", f"--reports-dir={tmp_path}", "-q"],
         cwd=SUITE, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 4, result.stdout + result.stderr

@@ -47,7 +47,8 @@ def record(status, stage=None, error_type=None, message=None, reason=None):
 
 def test_no_entry_means_pass(expectations):
     found = expectations.lookup("mlp-fx-ptq_static-fbgemm")
-    assert found.status == "pass" and found.entry is None
+    assert found.status == "pass"
+    assert found.entry is None
 
 
 def test_version_bounds_decide_whether_an_entry_holds(expectations):
@@ -56,9 +57,11 @@ def test_version_bounds_decide_whether_an_entry_holds(expectations):
 
 def test_observation_overrides_claim_and_claim_is_kept(expectations):
     found = expectations.lookup("conv_bn_relu-fx-ptq_dynamic-x86")
-    assert found.status == "fail" and found.claim.status == "not_quantized"
+    assert found.status == "fail"
+    assert found.claim.status == "not_quantized"
     claim_only = expectations.lookup("conv_bn_relu-eager-ptq_dynamic-x86")
-    assert claim_only.status == "not_quantized" and claim_only.reason.startswith("convolutions")
+    assert claim_only.status == "not_quantized"
+    assert claim_only.reason.startswith("convolutions")
 
 
 def test_verdicts(expectations):

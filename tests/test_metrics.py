@@ -42,3 +42,8 @@ def test_lsb_error_off_grid_uses_an_8bit_step_of_the_range():
 def test_compare_rejects_a_shape_change():
     with pytest.raises(ValueError, match="shape"):
         compare(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, 3))
+
+
+def test_few_float_values_are_not_mistaken_for_a_grid():
+    simulation = torch.tensor([0.0, 0.001, 0.5, 1.0])  # 4 values, but gaps far finer than 1/255 of the range
+    assert output_step(simulation) == pytest.approx(1.0 / 255)

@@ -13,7 +13,7 @@ SUITE = Path(__file__).resolve().parent.parent
 
 def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "--reports-dir", str(tmp_path), "-q", "-p", "no:randomly", *args],
+        [sys.executable, "-m", "pytest", f"--rootdir={SUITE}", f"--reports-dir={tmp_path}", "-q", *args],
         cwd=SUITE, capture_output=True, text=True, timeout=600,
         env={**os.environ, "QMATRIX_RUN_LABEL": "selftest"},
     )
@@ -32,7 +32,9 @@ def test_a_small_slice_writes_records_env_and_report(tmp_path):
     assert set(by_id) == {"mlp-fx-ptq_static-fbgemm", "mlp-fx-ptq_dynamic-fbgemm",
                           "conv_bn_relu-fx-ptq_static-fbgemm", "conv_bn_relu-fx-ptq_dynamic-fbgemm"}
     passed = by_id["mlp-fx-ptq_static-fbgemm"]
-    assert passed["status"] == "pass" and passed["quantized_ops"] > 0 and passed["verdict"] == "passed"
+    assert passed["status"] == "pass"
+    assert passed["quantized_ops"] > 0
+    assert passed["verdict"] == "passed"
     assert {"model", "kind", "mode", "scheme", "qspec", "backend"} <= set(passed)
     assert passed["metrics"]["sqnr_db"] > 15
     dynamic_conv = by_id["conv_bn_relu-fx-ptq_dynamic-fbgemm"]
@@ -41,14 +43,17 @@ def test_a_small_slice_writes_records_env_and_report(tmp_path):
     assert dynamic_conv["documented"]["source"].startswith("https://")
     env = json.loads((run / "env.json").read_text())
     assert env["versions"]["torch"].startswith("2.")
-    assert env["label"] == "selftest" and env["command"]
+    assert env["label"] == "selftest"
+    assert env["command"]
     report = (run / "report.md").read_text()
-    assert "## Mode support" in report and "conv_bn_relu-fx-ptq_dynamic-fbgemm" in report
+    assert "## Mode support" in report
+    assert "conv_bn_relu-fx-ptq_dynamic-fbgemm" in report
 
 
 def test_selection_by_marker(tmp_path):
     result = run_pytest(tmp_path, "--collect-only", "-m", "backend_qnnpack and scheme_qat and model_mlp")
     assert result.returncode == 0, result.stderr
     assert "2 tests collected" in result.stdout or "2/" in result.stdout
-    assert "mlp-eager-qat-qnnpack" in result.stdout and "mlp-fx-qat-qnnpack" in result.stdout
+    assert "mlp-eager-qat-qnnpack" in result.stdout
+    assert "mlp-fx-qat-qnnpack" in result.stdout
     assert not list(tmp_path.iterdir()), "collecting alone writes no run"

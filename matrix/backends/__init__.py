@@ -9,6 +9,7 @@ it changed.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,4 +73,8 @@ def quantized_engine(engine: str) -> Iterator[None]:
         torch.backends.quantized.engine = previous
 
 
-from matrix.backends import inductor, native  # noqa: E402,F401  (registers the backends)
+
+# One line per module that registers entries; their order is the order of the axis.
+BACKEND_MODULES = ("native", "inductor")
+for _module in BACKEND_MODULES:
+    importlib.import_module(f"matrix.backends.{_module}")

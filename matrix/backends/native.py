@@ -55,9 +55,10 @@ def inspect_module(model: nn.Module) -> Inspection:
 def _graph_quantized_functions(graph_module: torch.fx.GraphModule) -> Counter[str]:
     counts: Counter[str] = Counter()
     for node in graph_module.graph.nodes:
-        if node.op == "call_function" and str(node.target).startswith("quantized."):
-            if not str(node.target).startswith(("quantized.quantize", "quantized.dequantize")):
-                counts[str(node.target)] += 1
+        target = str(node.target)
+        moves_data = target.startswith(("quantized.quantize", "quantized.dequantize"))
+        if node.op == "call_function" and target.startswith("quantized.") and not moves_data:
+            counts[target] += 1
     return counts
 
 

@@ -7,6 +7,7 @@ stages capture to convert for one cell.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -78,3 +79,8 @@ def train(
 
 
 from matrix.modes import eager, fx, pt2e  # noqa: E402,F401  (registers the modes)
+
+# One line per module that registers entries; their order is the order of the axis.
+MODE_MODULES = ("eager", "fx", "pt2e")
+for _module in MODE_MODULES:
+    importlib.import_module(f"matrix.modes.{_module}")

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 import torch.ao.quantization as tq
 import torch.fx
 from torch.ao.quantization import backend_config as bc
-from torch.ao.quantization.backend_config.x86 import get_x86_backend_config
 from torch.ao.quantization import quantize_fx
+from torch.ao.quantization.backend_config.x86 import get_x86_backend_config
 
 from matrix.cell import Stage
 from matrix.modes import Mode, Quantized, calibrate, register, train
 from matrix.modes.eager import NATIVE
+from matrix.modes.simulation import qat_simulation
 
 if TYPE_CHECKING:
     from matrix.runner import CellContext
@@ -50,9 +51,13 @@ def quantize(ctx: CellContext) -> Quantized:
     elif ctx.scheme.calibrates:
         calibrate(model, ctx)
     with ctx.clock.stage(Stage.CONVERT):
-        simulation = quantize_fx.convert_to_reference_fx(copy.deepcopy(model), backend_config=backend_config)
+        if training:
+            simulation, kind = qat_simulation(model), "the trained QAT model, fake-quants frozen"
+        else:
+            simulation = quantize_fx.convert_to_reference_fx(copy.deepcopy(model), backend_config=backend_config)
+            kind = "convert_to_reference_fx (QDQ reference model)"
         quantized = quantize_fx.convert_fx(model, backend_config=backend_config)
-    return Quantized(quantized, simulation, "convert_to_reference_fx (QDQ reference model)")
+    return Quantized(quantized, simulation, kind)
 
 
 register(Mode(

@@ -1,4 +1,5 @@
-"""Fake-quant simulations for eager mode, which has no reference (QDQ) conversion of its own.
+"""Fake-quant simulations: eager mode has no reference (QDQ) conversion of its own,
+and a QAT model's simulation is what it was trained as.
 
 Static: the calibrated observers become fixed fake-quant modules, weights are
 replaced by their quantize-dequantize, and a module that runs on quantized
@@ -25,14 +26,17 @@ GRID = "_qmatrix_grid"
 
 
 class FixedFakeQuant(nn.Module):
-    """Quantize-dequantize with the qparams a calibrated observer computed."""
+    """Quantize-dequantize with the qparams a calibrated observer computed, on the
+    full range of its dtype: convert stores activations that way (``reduce_range``
+    shrinks the scale, not the stored range)."""
 
     def __init__(self, observer: ObserverBase) -> None:
         super().__init__()
         scale, zero_point = observer.calculate_qparams()
         self.register_buffer("scale", scale.float().flatten())
         self.register_buffer("zero_point", zero_point.int().flatten())
-        self.quant_min, self.quant_max = observer.quant_min, observer.quant_max
+        info = torch.iinfo(observer.dtype)
+        self.quant_min, self.quant_max = info.min, info.max
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qparams = (float(self.scale[0]), int(self.zero_point[0]), self.quant_min, self.quant_max)
@@ -73,9 +77,10 @@ def static_simulation(prepared: nn.Module) -> nn.Module:
 
 
 def qat_simulation(trained: nn.Module) -> nn.Module:
-    """The trained eager QAT model with its fake-quants frozen. Weights are observed
-    once more and quantize-dequantized, as convert does; a conv-bn module keeps
-    its on-the-fly fake-quant of the folded weight."""
+    """What QAT trained: the trained model with its fake-quants frozen. Weights are
+    observed once more and quantize-dequantized, as convert does (the optimizer
+    moved them after their last observation); a conv-bn module keeps its
+    on-the-fly fake-quant of the folded weight. Works on eager and FX QAT models."""
     sim = copy.deepcopy(trained).eval()
     for module in sim.modules():
         weight_fake_quant = getattr(module, "weight_fake_quant", None)
