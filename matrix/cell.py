@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 
+# Identical outputs have infinite SQNR; records hold this finite ceiling instead.
+SQNR_CEILING_DB = 300.0
+
 
 class Stage(str, Enum):
     """The stages of one cell, in order. ``reference`` is the float model on its own inputs."""

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-# Identical outputs have infinite SQNR; records hold this finite ceiling instead.
-SQNR_CEILING_DB = 300.0
+from matrix.cell import SQNR_CEILING_DB
+
 OUTPUT_LEVELS = 255
 
 

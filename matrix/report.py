@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from matrix.cell import SQNR_CEILING_DB
 from matrix.records import read_environment, read_records
 
 SYMBOLS = {
@@ -32,6 +33,9 @@ MEANINGS = {
 NOT_APPLICABLE = ("unavailable", "error")
 VERDICTS = {"passed": "as expected", "xfailed": "as expected (known)", "xpassed": "better than expected",
             "failed": "worse than expected", "skipped": "skipped"}
+# Column order of the support tables; backends not listed follow in order of appearance.
+BACKEND_ORDER = ["fbgemm", "x86", "qnnpack", "onednn", "inductor", "onnxruntime", "litert", "executorch_xnnpack",
+                 "openvino"]
 ENV_PACKAGES = ("torch", "torchao", "onnx", "onnxruntime", "tensorflow", "litert-torch", "ai-edge-litert",
                 "executorch", "openvino")
 
@@ -74,14 +78,19 @@ def _tally(statuses: pd.Series) -> str:
 def _cell(row: pd.Series) -> str:
     symbol = SYMBOLS.get(row["status"], row["status"])
     if row["status"] in ("pass", "inaccurate", "not_quantized") and pd.notna(row["sqnr_db"]):
-        return f"{symbol} {row['sqnr_db']:.1f}"
+        return f"{symbol} {_db(row['sqnr_db'])}"
     if row["stage"]:
         return f"{symbol} {row['stage']}"
     return symbol
 
 
+def _db(value: float) -> str:
+    """SQNR for people: the ceiling that stands for identical outputs reads as infinity."""
+    return "∞" if value >= SQNR_CEILING_DB else f"{value:.1f}"
+
+
 def mode_support(df: pd.DataFrame) -> pd.DataFrame:
-    backends = _ordered(df["backend"])
+    backends = _ordered(df["backend"], BACKEND_ORDER)
     rows = []
     for (mode, scheme), group in df.groupby(["mode", "scheme"], sort=False):
         row = {"mode": mode, "scheme": scheme}
@@ -93,7 +102,7 @@ def mode_support(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_model(df: pd.DataFrame) -> pd.DataFrame:
-    backends = _ordered(df["backend"])
+    backends = _ordered(df["backend"], BACKEND_ORDER)
     rows = []
     for (model, mode, scheme), group in df.groupby(["model", "mode", "scheme"], sort=False):
         row = {"model": model, "mode": mode, "scheme": scheme}
@@ -163,7 +172,8 @@ def details(df: pd.DataFrame) -> pd.DataFrame:
             "cell": r["case_id"], "status": f"{SYMBOLS.get(r['status'], '')} {r['status']}",
             "stage": r["stage"] or "", "error / reason": _short(
                 f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"]),
-            "sqnr dB": number(r["sqnr_db"]), "sim dB": number(r["sqnr_sim_db"]),
+            "sqnr dB": "" if pd.isna(r["sqnr_db"]) else _db(r["sqnr_db"]),
+            "sim dB": "" if pd.isna(r["sqnr_sim_db"]) else _db(r["sqnr_sim_db"]),
             "lsb vs sim": number(r["lsb_err_vs_sim"]), "top1": number(r["top1_agree"]),
             "acc": number(r["accuracy"], 3), "q ops": "" if pd.isna(r["quantized_ops"]) else int(r["quantized_ops"]),
             "float ops": "" if pd.isna(r["float_ops"]) else int(r["float_ops"]), "s": r["seconds"],
@@ -204,7 +214,8 @@ def legend() -> str:
     rows = [{"symbol": SYMBOLS[s], "status": s, "meaning": MEANINGS[s]} for s in SYMBOLS]
     return (_table(pd.DataFrame(rows)) + "\n\nIn the support tables `p/n` counts passing cells over applicable ones "
             "(unavailable and error excluded); `·` marks a combination with no code path. In the per-model "
-            "table a number is the SQNR in dB of the deployed output against the float model; a stage name "
+            "table a number is the SQNR in dB of the deployed output against the float model (∞: identical "
+            "outputs); a stage name "
             "is where the cell failed. `sim dB` is the SQNR of the mode's own fake-quant simulation "
             "(what the recipe costs); `lsb vs sim` is the deployed output's largest distance from that "
             "simulation in output quantization steps (what the backend adds).")
