@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from matrix.cell import stable_seed
 from matrix.qspecs import DEFAULT, QSPECS
 
 
@@ -49,6 +51,24 @@ def is_smoke(case: Case) -> bool:
 
 class SelectionError(ValueError):
     pass
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` (1 <= i <= n) to ``(i, n)``."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise SelectionError(f"--shard {text!r}: expected i/n with 1 <= i <= n, for example 2/3")
+    return int(match[1]), int(match[2])
+
+
+def in_shard(case: Case, shard: tuple[int, int] | None) -> bool:
+    """Whether a case belongs to shard i of n: a hash of its id, the same on every machine."""
+    if shard is None:
+        return True
+    index, count = shard
+    return stable_seed("shard/" + case.id) % count == index - 1
 
 
 def parse_selection(axis: str, text: str | None, valid: Iterable[str]) -> tuple[str, ...] | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from matrix.backends import BACKENDS
-from matrix.cases import Case, SelectionError, expand, is_smoke, parse_selection
+from matrix.cases import Case, SelectionError, expand, in_shard, is_smoke, parse_selection, parse_shard
 from matrix.expectations import Expectation, ExpectationError, Expectations, verdict
 from matrix.modes import MODES
 from matrix.qspecs import QSPECS
@@ -30,6 +30,7 @@ from matrix.runner import run_cell
 from matrix.schemes import SCHEMES
 from matrix.thresholds import ThresholdError, Thresholds
 from models import MODELS
+from models.sources import ModelSourceError, load_entry_points, load_file
 
 AXES = {"models": MODELS, "modes": MODES, "schemes": SCHEMES, "qspecs": QSPECS, "backends": BACKENDS}
 RECORD = pytest.StashKey[dict]()
@@ -49,6 +50,7 @@ class Matrix:
     expectations: Expectations
     thresholds: Thresholds
     argv: list[str]
+    source_errors: list[str] = field(default_factory=list)
     all_cases: list[Case] = field(default_factory=list)
     selected: list[Case] = field(default_factory=list)
 
@@ -61,6 +63,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for axis, registry in AXES.items():
         group.addoption(f"--{axis}", default=None, metavar="A,B",
                         help=f"only these {axis} (comma-separated) of: {', '.join(registry)}")
+    group.addoption("--models-from", action="append", default=[], metavar="PATH",
+                    help="a Python file that registers models with models.register (repeatable)")
+    group.addoption("--shard", default=None, metavar="I/N",
+                    help="run only shard I of N: a stable 1/N of the selected cells")
     group.addoption("--reports-dir", default=str(SUITE / "reports"),
                     help="where run folders are written (default: reports/ of the checkout)")
     group.addoption("--run-label", default=os.environ.get("QMATRIX_RUN_LABEL"),
@@ -73,12 +79,14 @@ def pytest_configure(config: pytest.Config) -> None:
             config.addinivalue_line("markers", f"{axis[:-1]}_{name}: cells whose {axis[:-1]} is {name}")
     for kind in ("model", "operator"):
         config.addinivalue_line("markers", f"kind_{kind}: cells of a {kind}")
+    source_errors = _load_model_sources(config.getoption("models_from"))
     try:
         select = {axis: parse_selection(axis, config.getoption(axis), registry)
                   for axis, registry in AXES.items()}
+        shard = parse_shard(config.getoption("shard"))
         expectations, thresholds = Expectations.load(), Thresholds.load()
     except (SelectionError, ExpectationError, ThresholdError) as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError("\n".join([str(exc), *source_errors])) from None
     reports = Path(config.getoption("reports_dir")).resolve()
     label = config.getoption("run_label")
     worker_input = getattr(config, "workerinput", None)
@@ -88,9 +96,25 @@ def pytest_configure(config: pytest.Config) -> None:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run = reports / (f"{stamp}-{label}" if label else stamp)
     matrix = Matrix(reports, run, label, select, expectations, thresholds, list(config.invocation_params.args))
+    matrix.source_errors = source_errors
     matrix.all_cases = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS)
-    matrix.selected = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS, select=select)
+    selected = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS, select=select)
+    matrix.selected = [case for case in selected if in_shard(case, shard)]
     config.stash[MATRIX] = matrix
+
+
+def _load_model_sources(paths: list[str]) -> list[str]:
+    """Register models from entry points and files; return one message per source that failed.
+
+    A broken source is left out and named; the run goes on with every other model.
+    """
+    _, errors = load_entry_points()
+    for path in paths:
+        try:
+            load_file(path)
+        except ModelSourceError as exc:
+            errors.append(str(exc))
+    return [f"qmatrix: model source skipped: {error}" for error in errors]
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -106,6 +130,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"qmatrix {title}: {', '.join(ready) or 'none'}")
         lines += [f"  {name}: unavailable here ({why})" for name, why in missing.items()]
     matrix = config.stash[MATRIX]
+    lines += matrix.source_errors
     lines.append(f"qmatrix cells: {len(matrix.selected)} selected of {len(matrix.all_cases)}; run folder {matrix.run}")
     return lines
 
@@ -183,6 +208,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
     _ensure_environment(matrix)
     env = read_environment(matrix.run)
+    env["model_source_errors"] = matrix.source_errors
     env["stale_expectations"] = [
         {"entry": e.label, "status": e.status} for e in matrix.expectations.stale(c.id for c in matrix.all_cases)
     ]
@@ -195,6 +221,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
     matrix = config.stash[MATRIX]
+    for error in matrix.source_errors:
+        terminalreporter.write_line(error, red=True)
     stale = matrix.expectations.stale(c.id for c in matrix.all_cases)
     for entry in stale:
         terminalreporter.write_line(f"qmatrix: stale expectation {entry.label}: matches no cell", yellow=True)

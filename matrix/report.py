@@ -196,6 +196,7 @@ def environment_section(env: dict, df: pd.DataFrame) -> str:
         "- not installed: " + (", ".join(p for p in ENV_PACKAGES if not versions.get(p)) or "none"),
         f"- command: `{env.get('command', '?')}`",
     ]
+    lines += [f"- **{error}**" for error in env.get("model_source_errors") or []]
     counts = Counter(df["status"])
     applicable = sum(n for s, n in counts.items() if s not in NOT_APPLICABLE)
     rate = f"{counts.get('pass', 0) / applicable:.0%}" if applicable else "n/a"

@@ -70,11 +70,15 @@ def run_cell(case: Case, thresholds: Thresholds) -> dict:
         record.update(status=Status.UNAVAILABLE.value, reason=str(exc))
     except StageFailed as exc:
         broken_case = exc.stage is Stage.REFERENCE
+        message = first_line(exc.cause)
+        if broken_case:
+            source = MODELS[case.model].source
+            message = f"model {case.model!r}" + (f" from {source}" if source else "") + f" is broken: {message}"
         record.update(
             status=(Status.ERROR if broken_case else Status.FAIL).value,
             stage=exc.stage.value,
             error_type=type(exc.cause).__name__,
-            error_message=first_line(exc.cause),
+            error_message=message,
             traceback=_short_traceback(exc.cause),
         )
     except Exception as exc:  # a bug of the harness itself, never a finding about a backend

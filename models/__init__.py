@@ -6,6 +6,7 @@ package registers the built-in ones.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ class ModelSpec:
     eager_fuse: tuple[tuple[str, ...], ...] = ()
     eager_stubs: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
+    source: str | None = None
+
+    def from_source(self, source: str) -> ModelSpec:
+        return dataclasses.replace(self, source=source)
 
     def instantiate(self) -> nn.Module:
         """The float model, with weights fixed by the model's name, in eval mode.

@@ -1,0 +1,111 @@
+"""Sharding, and models brought from outside the suite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from matrix.cases import Case, SelectionError, in_shard, parse_shard
+
+SUITE = Path(__file__).resolve().parent.parent
+CASES = [Case(f"m{i}", "model", mode, "ptq_static", "default", backend)
+         for i in range(40) for mode in ("eager", "fx") for backend in ("fbgemm", "qnnpack")]
+
+
+def test_parse_shard():
+    assert parse_shard("2/3") == (2, 3)
+    assert parse_shard(None) is None
+    for bad in ("0/3", "4/3", "3", "a/b", "1/0", "-1/2"):
+        with pytest.raises(SelectionError, match="expected i/n"):
+            parse_shard(bad)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_shards_partition_the_cases(count):
+    shards = [[c for c in CASES if in_shard(c, (i, count))] for i in range(1, count + 1)]
+    ids = [c.id for shard in shards for c in shard]
+    assert sorted(ids) == sorted(c.id for c in CASES), "every case in exactly one shard"
+    assert len(set(ids)) == len(ids)
+    sizes = Counter(len(s) for s in shards)
+    assert max(len(s) for s in shards) <= 2 * len(CASES) / count, sizes
+
+
+def test_shard_membership_is_stable():
+    first = [in_shard(c, (2, 3)) for c in CASES]
+    assert first == [in_shard(c, (2, 3)) for c in CASES]
+    # the same on another machine: a fixed id lands in a fixed shard
+    assert in_shard(Case("mlp", "model", "fx", "ptq_static", "default", "fbgemm"), (2, 3)) is True
+
+
+USER_MODELS = '''
+import torch
+from torch import nn
+from models import ModelSpec, register, vectors
+
+class Broken(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("user model cannot run")
+
+register(ModelSpec("user_mlp", lambda: nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4)),
+                   "a user's model", sample=vectors(8), classifier=True))
+register(ModelSpec("user_broken", Broken, "a user's broken model", sample=vectors(8)))
+'''
+
+
+def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", f"--rootdir={SUITE}", f"--reports-dir={tmp_path / 'reports'}", "-q",
+         *args], cwd=SUITE, capture_output=True, text=True, timeout=600, env={**os.environ},
+    )
+
+
+def records(tmp_path: Path) -> dict[str, dict]:
+    run = (tmp_path / "reports" / "latest").resolve()
+    lines = [line for f in run.glob("cells*.jsonl") for line in f.read_text().splitlines()]
+    return {r["case_id"]: r for r in map(json.loads, lines)}
+
+
+def test_models_from_a_file_join_the_matrix(tmp_path):
+    source = tmp_path / "my_models.py"
+    source.write_text(USER_MODELS)
+    result = run_pytest(tmp_path, f"--models-from={source}", "--models", "user_mlp,user_broken",
+                        "--modes", "fx", "--backends", "fbgemm", "--schemes", "ptq_static")
+    found = records(tmp_path)
+    assert found["user_mlp-fx-ptq_static-fbgemm"]["status"] == "pass"
+    broken = found["user_broken-fx-ptq_static-fbgemm"]
+    assert broken["status"] == "error" and broken["stage"] == "reference"
+    assert "user_broken" in broken["error_message"] and str(source) in broken["error_message"]
+    assert result.returncode == 1, "the broken model's cell fails its test"
+    assert "1 passed" in result.stdout and "1 failed" in result.stdout
+
+
+def test_a_file_that_fails_to_import_is_named_and_the_run_goes_on(tmp_path):
+    source = tmp_path / "bad_models.py"
+    source.write_text("import no_such_package_here\n")
+    result = run_pytest(tmp_path, f"--models-from={source}", "--models", "mlp", "--modes", "fx",
+                        "--backends", "fbgemm", "--schemes", "ptq_static")
+    assert result.returncode == 0, result.stdout[-2000:]
+    message = f"model source skipped: {source.resolve()}: failed to import: ModuleNotFoundError"
+    assert message in result.stdout
+    assert set(records(tmp_path)) == {"mlp-fx-ptq_static-fbgemm"}
+    env = json.loads(((tmp_path / "reports" / "latest").resolve() / "env.json").read_text())
+    assert any("bad_models.py" in e for e in env["model_source_errors"])
+
+
+def test_shard_runs_only_its_cells(tmp_path):
+    args = ("--models", "mlp,conv_bn_relu", "--modes", "fx", "--backends", "fbgemm,qnnpack", "--collect-only")
+    collected = []
+    for index in (1, 2, 3):
+        result = run_pytest(tmp_path, *args, f"--shard={index}/3")
+        assert result.returncode in (0, 5), result.stderr
+        collected.append({line.split("[")[1].rstrip("]") for line in result.stdout.splitlines() if "[" in line})
+    everything = set().union(*collected)
+    assert len(everything) == 12 and sum(map(len, collected)) == 12
+    bad = run_pytest(tmp_path, "--shard=4/3")
+    assert bad.returncode == 4 and "--shard '4/3'" in bad.stderr
