@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 
@@ -75,13 +75,22 @@ def stable_seed(text: str) -> int:
 
 
 class StageClock:
-    """Times stages and turns the first exception of a stage into :class:`StageFailed`."""
+    """Times stages and turns the first exception of a stage into :class:`StageFailed`.
 
-    def __init__(self) -> None:
+    ``last`` is the stage entered last (where a timeout or a crash happened);
+    ``on_enter`` is told of every stage as it starts.
+    """
+
+    def __init__(self, on_enter: Callable[[Stage], None] | None = None) -> None:
         self.timings: dict[str, float] = {}
+        self.last: Stage | None = None
+        self.on_enter = on_enter
 
     @contextmanager
     def stage(self, stage: Stage) -> Iterator[None]:
+        self.last = stage
+        if self.on_enter is not None:
+            self.on_enter(stage)
         start = time.perf_counter()
         try:
             yield

@@ -7,7 +7,10 @@ stash and are written by the process that ran the cell, one file per worker.
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +18,8 @@ import pytest
 
 from matrix.backends import BACKENDS
 from matrix.cases import Case, SelectionError, expand, in_shard, is_smoke, parse_selection, parse_shard
-from matrix.expectations import Expectation, ExpectationError, Expectations, verdict
+from matrix.cell import Stage, Status
+from matrix.expectations import Expectation, ExpectationError, Expectations, Verdict, verdict
 from matrix.modes import MODES
 from matrix.qspecs import QSPECS
 from matrix.records import (
@@ -26,7 +30,7 @@ from matrix.records import (
     read_environment,
     write_json_atomic,
 )
-from matrix.runner import run_cell
+from matrix.runner import new_record, run_cell
 from matrix.schemes import SCHEMES
 from matrix.thresholds import ThresholdError, Thresholds
 from models import MODELS
@@ -51,11 +55,13 @@ class Matrix:
     thresholds: Thresholds
     argv: list[str]
     source_errors: list[str] = field(default_factory=list)
+    cell_timeout: float | None = None
     all_cases: list[Case] = field(default_factory=list)
     selected: list[Case] = field(default_factory=list)
 
 
 MATRIX = pytest.StashKey[Matrix]()
+FAULTS = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,10 +73,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="a Python file that registers models with models.register (repeatable)")
     group.addoption("--shard", default=None, metavar="I/N",
                     help="run only shard I of N: a stable 1/N of the selected cells")
+    group.addoption("--cell-timeout", default=None, type=float, metavar="SECONDS",
+                    help="time limit of every cell (default: max_cell_seconds of matrix/thresholds.toml)")
     group.addoption("--reports-dir", default=str(SUITE / "reports"),
                     help="where run folders are written (default: reports/ of the checkout)")
     group.addoption("--run-label", default=os.environ.get("QMATRIX_RUN_LABEL"),
                     help="a label for the run folder and report (default: $QMATRIX_RUN_LABEL)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Run matrix cells in a worker process even without ``-n``: a cell that kills its
+    process (a segfault in a kernel) then becomes a ``crash`` record and the run goes on.
+    ``-n 0`` runs in-process, for a debugger."""
+    if hasattr(config, "workerinput") or "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    if getattr(config.option, "numprocesses", 0) is not None or config.option.usepdb:
+        return
+    if config.option.collectonly or not _targets_matrix(config.args):
+        return
+    config.option.numprocesses = 1
+    if getattr(config.option, "maxworkerrestart", None) is None:
+        config.option.maxworkerrestart = 10_000
+
+
+def _targets_matrix(args: list[str]) -> bool:
+    cases = (SUITE / "cases").resolve()
+    paths = [Path(arg.split("::")[0]).resolve() for arg in args if not arg.startswith("-")]
+    return not paths or any(path == cases or cases in path.parents for path in paths)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,6 +114,9 @@ def pytest_configure(config: pytest.Config) -> None:
         select = {axis: parse_selection(axis, config.getoption(axis), registry)
                   for axis, registry in AXES.items()}
         shard = parse_shard(config.getoption("shard"))
+        timeout = config.getoption("cell_timeout")
+        if timeout is not None and not timeout > 0:
+            raise SelectionError(f"--cell-timeout must be a positive number of seconds, not {timeout:g}")
         expectations, thresholds = Expectations.load(), Thresholds.load()
     except (SelectionError, ExpectationError, ThresholdError) as exc:
         raise pytest.UsageError("\n".join([str(exc), *source_errors])) from None
@@ -97,6 +130,9 @@ def pytest_configure(config: pytest.Config) -> None:
         run = reports / (f"{stamp}-{label}" if label else stamp)
     matrix = Matrix(reports, run, label, select, expectations, thresholds, list(config.invocation_params.args))
     matrix.source_errors = source_errors
+    matrix.cell_timeout = timeout
+    if worker_input is not None:
+        _watch_for_faults(config, run)
     matrix.all_cases = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS)
     selected = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS, select=select)
     matrix.selected = [case for case in selected if in_shard(case, shard)]
@@ -147,15 +183,50 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("case", params)
 
 
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _watch_for_faults(config: pytest.Config, run: Path) -> None:
+    """A worker writes the Python traceback of a fatal signal where the controller can read it."""
+    run.mkdir(parents=True, exist_ok=True)
+    config.stash[FAULTS] = open(run / f".faults-{_worker()}.log", "a")  # noqa: SIM115 (open for the worker's lifetime)
+
+
+def _progress(run: Path, case: Case) -> Callable[[Stage], None]:
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / f".progress-{_worker()}.json"
+
+    def entered(stage: Stage) -> None:
+        path.write_text(json.dumps({"case_id": case.id, "stage": stage.value}))
+
+    return entered
+
+
+def _finish(record: dict, expected: Expectation, nodeid: str) -> Verdict:
+    annotate(record, expected)
+    record["nodeid"] = nodeid
+    return verdict(record, expected)
+
+
 def attempt(case: Case, request: pytest.FixtureRequest) -> None:
     """Run one cell, keep its record, and turn observed-versus-expected into a pytest outcome."""
     matrix = request.config.stash[MATRIX]
-    record = run_cell(case, matrix.thresholds)
     expected = matrix.expectations.lookup(case.id)
-    annotate(record, expected)
-    record["nodeid"] = request.node.nodeid
+    nodeid = request.node.nodeid
+    faults = request.config.stash.get(FAULTS, None)
+    if faults is not None:  # here, not at configure: pytest's own faulthandler setup comes later
+        faulthandler.enable(faults)
+
+    def write_hung(record: dict) -> None:
+        record["verdict"] = OUTCOMES[_finish(record, expected, nodeid).outcome]
+        _ensure_environment(matrix)
+        append_record(matrix.run / f"cells-{_worker()}.jsonl", record)
+
+    record = run_cell(case, matrix.thresholds, seconds=matrix.cell_timeout, on_hang=write_hung,
+                      on_stage=_progress(matrix.run, case))
     request.node.stash[RECORD] = record
-    found = verdict(record, expected)
+    found = _finish(record, expected, nodeid)
     if found.outcome == "unavailable":
         pytest.skip(f"unavailable: {found.message}")
     if found.outcome in ("broken", "worse"):
@@ -164,6 +235,11 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
         request.applymarker(pytest.mark.xfail(reason=expected.reason, raises=ExpectedFinding, strict=False))
         if found.outcome == "as_expected":
             raise ExpectedFinding(found.message)
+
+
+# The pytest outcome of each verdict, for records written where pytest cannot report.
+OUTCOMES = {"as_expected": "passed", "better": "xpassed", "worse": "failed", "broken": "failed",
+            "unavailable": "skipped"}
 
 
 def annotate(record: dict, expected: Expectation) -> None:
@@ -185,9 +261,65 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         record["verdict"] = outcome
         matrix = item.config.stash[MATRIX]
         _ensure_environment(matrix)
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        append_record(matrix.run / f"cells-{worker}.jsonl", record)
+        append_record(matrix.run / f"cells-{_worker()}.jsonl", record)
     return report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> None:
+    """A worker died running ``crashitem``: record the cell as ``crash`` (or keep the
+    timeout record its watchdog wrote), and give pytest the expected outcome."""
+    config = report.node.config
+    matrix = config.stash[MATRIX]
+    case = {c.id: c for c in matrix.selected}.get(crashitem[crashitem.find("[") + 1 : -1])
+    if case is None:
+        return
+    worker = report.node.gateway.id
+    expected = matrix.expectations.lookup(case.id)
+    record = _recorded(matrix.run, case.id) or _crash_record(case, matrix.run, worker)
+    found = _finish(record, expected, crashitem)
+    report.longrepr = f"{report.longrepr}: {record['status']} at {record['stage']}: {record['error_message']}"
+    if found.outcome == "as_expected" and expected.status != "pass":
+        report.outcome, report.wasxfail = "skipped", expected.reason or found.message
+    if "verdict" not in record:
+        record["verdict"] = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+        _ensure_environment(matrix)
+        append_record(matrix.run / "cells-main.jsonl", record)
+
+
+def _recorded(run: Path, case_id: str) -> dict | None:
+    for path in run.glob("cells*.jsonl"):
+        for line in path.read_text().splitlines():
+            if f'"case_id": "{case_id}"' in line:
+                return json.loads(line)
+    return None
+
+
+def _crash_record(case: Case, run: Path, worker: str) -> dict:
+    record = new_record(case)
+    progress = run / f".progress-{worker}.json"
+    stage = None
+    if progress.exists():
+        last = json.loads(progress.read_text())
+        stage = last["stage"] if last.get("case_id") == case.id else None
+    fault = _fatal_error(run / f".faults-{worker}.log")
+    record.update(
+        status=Status.CRASH.value, stage=stage, error_type="WorkerCrash",
+        error_message=f"worker {worker} died: " + (fault or "no fatal-signal report (killed, e.g. out of memory)"),
+        signal=SIGNALS.get(fault) if fault else None,
+    )
+    return record
+
+
+SIGNALS = {"Segmentation fault": "SIGSEGV", "Aborted": "SIGABRT", "Bus error": "SIGBUS",
+           "Floating-point exception": "SIGFPE", "Floating point exception": "SIGFPE", "Illegal instruction": "SIGILL"}
+
+
+def _fatal_error(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.startswith("Fatal Python error:")]
+    return lines[-1].split(":", 1)[1].strip() if lines else None
 
 
 def _ensure_environment(matrix: Matrix) -> None:

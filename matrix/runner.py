@@ -17,6 +17,7 @@ from matrix.modes import MODES
 from matrix.qspecs import QSPECS, QSpec
 from matrix.schemes import SCHEMES, Scheme
 from matrix.thresholds import Thresholds
+from matrix.watchdog import CellTimeout, time_limit
 from models import BATCH, MODELS, Inputs, ModelData, ModelSpec
 
 
@@ -56,16 +57,36 @@ def _unavailable(case: Case) -> str | None:
     return MODES[case.mode].unavailable_reason() or BACKENDS[case.backend].unavailable_reason()
 
 
-def run_cell(case: Case, thresholds: Thresholds) -> dict:
-    """Attempt one cell; never raises. The record says what happened and where."""
+def run_cell(
+    case: Case,
+    thresholds: Thresholds,
+    seconds: float | None = None,
+    on_hang: Callable[[dict], None] | None = None,
+    on_stage: Callable[[Stage], None] | None = None,
+) -> dict:
+    """Attempt one cell; never raises. The record says what happened and where.
+
+    ``seconds`` overrides the cell's time limit from the thresholds; ``on_hang``
+    receives the timeout record of a cell stuck past the limit, just before the
+    process ends; ``on_stage`` is told of every stage as it starts.
+    """
     record = new_record(case)
-    clock = StageClock()
+    clock = StageClock(on_enter=on_stage)
+    limit = seconds or thresholds.for_cell(case.scheme, case.model, case.backend)["max_cell_seconds"]
     torch.manual_seed(record["seed"])
+
+    def hung() -> None:
+        if on_hang is not None:
+            on_hang(_timed_out(record, clock, CellTimeout(limit), hard=True))
+
     try:
         reason = _unavailable(case)
         if reason:
             raise Unavailable(reason)
-        _attempt(case, record, clock, thresholds)
+        with time_limit(limit, hung):
+            _attempt(case, record, clock, thresholds)
+    except CellTimeout as exc:
+        _timed_out(record, clock, exc, hard=False)
     except Unavailable as exc:
         record.update(status=Status.UNAVAILABLE.value, reason=str(exc))
     except StageFailed as exc:
@@ -87,6 +108,15 @@ def run_cell(case: Case, thresholds: Thresholds) -> dict:
             error_message=first_line(exc), traceback=_short_traceback(exc),
         )
     record["timings"] = clock.timings
+    return record
+
+
+def _timed_out(record: dict, clock: StageClock, exc: CellTimeout, hard: bool) -> dict:
+    message = str(exc) + (" and did not return to the interpreter; its worker was ended" if hard else "")
+    record.update(
+        status=Status.TIMEOUT.value, stage=clock.last.value if clock.last else "harness",
+        error_type="CellTimeout", error_message=message, timings=dict(clock.timings),
+    )
     return record
 
 
@@ -122,7 +152,7 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         record.update(status=Status.NOT_QUANTIZED.value,
                       reason="no quantized compute op in the deployed artifact")
         return
-    violations = thresholds.violations(metrics, case.scheme, case.model)
+    violations = thresholds.violations(metrics, case.scheme, case.model, case.backend)
     if violations:
         record.update(status=Status.INACCURATE.value, reason="; ".join(violations))
     else:

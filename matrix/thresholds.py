@@ -1,4 +1,4 @@
-"""Thresholds as data (``thresholds.toml``) and the judgement of a quantized cell."""
+"""Thresholds and time limits as data (``thresholds.toml``), and the judgement of a quantized cell."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 from matrix.tomlfile import load_toml
 
 PATH = Path(__file__).with_name("thresholds.toml")
-KEYS = {"min_sqnr_db", "max_lsb_err_vs_sim", "max_accuracy_drop"}
-SECTIONS = {"defaults", "schemes", "models"}
+KEYS = {"min_sqnr_db", "max_lsb_err_vs_sim", "max_accuracy_drop", "max_cell_seconds"}
+SECTIONS = {"defaults", "schemes", "backends", "models"}
+LAYERS = ("schemes", "backends", "models")
 
 
 class ThresholdError(ValueError):
@@ -27,15 +28,15 @@ class Thresholds:
         validate(table, path)
         return cls(table)
 
-    def for_cell(self, scheme: str, model: str) -> dict[str, float]:
+    def for_cell(self, scheme: str, model: str, backend: str | None = None) -> dict[str, float]:
         merged = dict(self.table.get("defaults", {}))
-        merged.update(self.table.get("schemes", {}).get(scheme, {}))
-        merged.update(self.table.get("models", {}).get(model, {}))
+        for layer, name in zip(LAYERS, (scheme, backend, model)):
+            merged.update(self.table.get(layer, {}).get(name, {}))
         return merged
 
-    def violations(self, metrics: dict[str, float], scheme: str, model: str) -> list[str]:
+    def violations(self, metrics: dict[str, float], scheme: str, model: str, backend: str | None = None) -> list[str]:
         """What keeps these metrics from a pass, one phrase each; empty when within."""
-        limits = self.for_cell(scheme, model)
+        limits = self.for_cell(scheme, model, backend)
         found = []
         sqnr = metrics.get("sqnr_db")
         if not _finite(sqnr) or sqnr < limits["min_sqnr_db"]:
@@ -59,7 +60,7 @@ def validate(table: dict, path: Path) -> None:
         if section not in SECTIONS:
             raise ThresholdError(f"{path}: unknown section [{section}] (valid: {sorted(SECTIONS)})")
     blocks = [("defaults", table.get("defaults", {}))]
-    for group in ("schemes", "models"):
+    for group in LAYERS:
         blocks += [(f"{group}.{name}", block) for name, block in table.get(group, {}).items()]
     for where, block in blocks:
         if not isinstance(block, dict):
@@ -69,6 +70,8 @@ def validate(table: dict, path: Path) -> None:
                 raise ThresholdError(f"{path}: [{where}] unknown key {key!r} (valid: {sorted(KEYS)})")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ThresholdError(f"{path}: [{where}] {key} must be a finite number, not {value!r}")
+            if key == "max_cell_seconds" and value <= 0:
+                raise ThresholdError(f"{path}: [{where}] max_cell_seconds must be positive, not {value!r}")
     missing = KEYS - set(table.get("defaults", {}))
     if missing:
         raise ThresholdError(f"{path}: [defaults] lacks {sorted(missing)}")

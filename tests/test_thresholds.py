@@ -9,15 +9,20 @@ def write(tmp_path, text):
     return path
 
 
-BASE = "[defaults]\nmin_sqnr_db = 15.0\nmax_lsb_err_vs_sim = 8.0\nmax_accuracy_drop = 0.02\n"
+BASE = ("[defaults]\nmin_sqnr_db = 15.0\nmax_lsb_err_vs_sim = 8.0\nmax_accuracy_drop = 0.02\n"
+        "max_cell_seconds = 60.0\n")
 
 
-def test_lookup_order_model_over_scheme_over_defaults(tmp_path):
+def test_lookup_order_model_over_backend_over_scheme_over_defaults(tmp_path):
     thresholds = Thresholds.load(write(tmp_path, BASE + "[schemes.qat]\nmin_sqnr_db = 12.0\n"
+                                                 "[backends.inductor]\nmax_cell_seconds = 300\nmin_sqnr_db = 11.0\n"
                                                  "[models.lstm]\nmin_sqnr_db = 10.0\n"))
     assert thresholds.for_cell("ptq_static", "mlp")["min_sqnr_db"] == 15.0
     assert thresholds.for_cell("qat", "mlp")["min_sqnr_db"] == 12.0
-    assert thresholds.for_cell("qat", "lstm")["min_sqnr_db"] == 10.0
+    assert thresholds.for_cell("qat", "mlp", "inductor")["min_sqnr_db"] == 11.0
+    assert thresholds.for_cell("qat", "lstm", "inductor")["min_sqnr_db"] == 10.0
+    assert thresholds.for_cell("qat", "lstm", "inductor")["max_cell_seconds"] == 300
+    assert thresholds.for_cell("qat", "lstm", "fbgemm")["max_cell_seconds"] == 60.0
 
 
 def test_violations(tmp_path):
@@ -36,6 +41,8 @@ def test_violations(tmp_path):
     (BASE + "[schemes.qat]\nmin_snr = 3\n", "unknown key 'min_snr'"),
     (BASE + "[other]\n", r"unknown section \[other\]"),
     ("[defaults]\nmin_sqnr_db = 15.0\n", "lacks"),
+    (BASE.replace("60.0", "-1.0"), "must be positive"),
+    (BASE + "[backends]\ninductor = 3\n", "must be a table"),
     (BASE + "[models.mlp]\nmin_sqnr_db = 'high'\n", "must be a finite number"),
     ("[defaults\n", "not valid TOML"),
 ])
