@@ -19,6 +19,7 @@ import pytest
 from matrix.backends import BACKENDS
 from matrix.cases import Case, SelectionError, expand, in_shard, is_smoke, parse_selection, parse_shard
 from matrix.cell import Stage, Status
+from matrix.expectations import PATH as EXPECTATIONS_PATH
 from matrix.expectations import Expectation, ExpectationError, Expectations, Verdict, verdict
 from matrix.modes import MODES
 from matrix.qspecs import QSPECS
@@ -32,6 +33,7 @@ from matrix.records import (
 )
 from matrix.runner import new_record, run_cell
 from matrix.schemes import SCHEMES
+from matrix.thresholds import PATH as THRESHOLDS_PATH
 from matrix.thresholds import ThresholdError, Thresholds
 from models import MODELS
 from models.sources import ModelSourceError, load_entry_points, load_file
@@ -75,6 +77,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run only shard I of N: a stable 1/N of the selected cells")
     group.addoption("--cell-timeout", default=None, type=float, metavar="SECONDS",
                     help="time limit of every cell (default: max_cell_seconds of matrix/thresholds.toml)")
+    group.addoption("--expectations", default=None, metavar="PATH",
+                    help="expectations file (default: matrix/expectations.toml)")
+    group.addoption("--thresholds", default=None, metavar="PATH",
+                    help="thresholds file (default: matrix/thresholds.toml)")
     group.addoption("--reports-dir", default=str(SUITE / "reports"),
                     help="where run folders are written (default: reports/ of the checkout)")
     group.addoption("--run-label", default=os.environ.get("QMATRIX_RUN_LABEL"),
@@ -117,7 +123,8 @@ def pytest_configure(config: pytest.Config) -> None:
         timeout = config.getoption("cell_timeout")
         if timeout is not None and not timeout > 0:
             raise SelectionError(f"--cell-timeout must be a positive number of seconds, not {timeout:g}")
-        expectations, thresholds = Expectations.load(), Thresholds.load()
+        expectations = Expectations.load(Path(config.getoption("expectations") or EXPECTATIONS_PATH))
+        thresholds = Thresholds.load(Path(config.getoption("thresholds") or THRESHOLDS_PATH))
     except (SelectionError, ExpectationError, ThresholdError) as exc:
         raise pytest.UsageError("\n".join([str(exc), *source_errors])) from None
     reports = Path(config.getoption("reports_dir")).resolve()

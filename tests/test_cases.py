@@ -92,3 +92,28 @@ def test_registered_axes_expand_to_real_matrix():
     assert "mlp-pt2e-qat-inductor" in ids
     assert not any(c.mode == "pt2e" and c.backend == "fbgemm" for c in cases)
     assert len(ids) == len(cases)
+
+
+@pytest.mark.parametrize(("option", "content", "message"), [
+    ("--expectations", '[[expect]]\ncases = "mlp-*"\nstatus = "fail"\n', "'reason' is required"),
+    ("--thresholds", "[defaults]\nmin_sqnr_db = 'high'\n", "must be a finite number"),
+    ("--shard", None, "expected i/n"),
+    ("--cell-timeout", None, "positive number of seconds"),
+])
+def test_bad_input_is_one_clear_error_before_any_cell_runs(tmp_path, option, content, message):
+    if content is None:
+        value = {"--shard": "3/2", "--cell-timeout": "0"}[option]
+    else:
+        path = tmp_path / "data.toml"
+        path.write_text(content)
+        value = str(path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", f"--rootdir={SUITE}", f"{option}={value}",
+         f"--reports-dir={tmp_path / 'reports'}", "-q"],
+        cwd=SUITE, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert message in result.stderr
+    if content is not None:
+        assert str(tmp_path / "data.toml") in result.stderr, "the error names the file"
+    assert not (tmp_path / "reports").exists(), "no cell ran"
