@@ -92,7 +92,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     """Run matrix cells in a worker process even without ``-n``: a cell that kills its
     process (a segfault in a kernel) then becomes a ``crash`` record and the run goes on.
     ``-n 0`` runs in-process, for a debugger."""
-    if hasattr(config, "workerinput") or "PYTEST_XDIST_WORKER" in os.environ:
+    if hasattr(config, "workerinput"):
         return
     if getattr(config.option, "numprocesses", 0) is not None or config.option.usepdb:
         return
@@ -190,19 +190,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("case", params)
 
 
-def _worker() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+def _worker(config: pytest.Config) -> str:
+    return config.workerinput["workerid"] if hasattr(config, "workerinput") else "main"
 
 
 def _watch_for_faults(config: pytest.Config, run: Path) -> None:
     """A worker writes the Python traceback of a fatal signal where the controller can read it."""
     run.mkdir(parents=True, exist_ok=True)
-    config.stash[FAULTS] = open(run / f".faults-{_worker()}.log", "a")  # noqa: SIM115 (open for the worker's lifetime)
+    config.stash[FAULTS] = open(run / f".faults-{_worker(config)}.log", "a")  # noqa: SIM115 (open for the worker's lifetime)
 
 
-def _progress(run: Path, case: Case) -> Callable[[Stage], None]:
+def _progress(run: Path, worker: str, case: Case) -> Callable[[Stage], None]:
     run.mkdir(parents=True, exist_ok=True)
-    path = run / f".progress-{_worker()}.json"
+    path = run / f".progress-{worker}.json"
 
     def entered(stage: Stage) -> None:
         path.write_text(json.dumps({"case_id": case.id, "stage": stage.value}))
@@ -221,6 +221,7 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
     matrix = request.config.stash[MATRIX]
     expected = matrix.expectations.lookup(case.id)
     nodeid = request.node.nodeid
+    worker = _worker(request.config)
     faults = request.config.stash.get(FAULTS, None)
     if faults is not None:  # here, not at configure: pytest's own faulthandler setup comes later
         faulthandler.enable(faults)
@@ -228,10 +229,10 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
     def write_hung(record: dict) -> None:
         record["verdict"] = OUTCOMES[_finish(record, expected, nodeid).outcome]
         _ensure_environment(matrix)
-        append_record(matrix.run / f"cells-{_worker()}.jsonl", record)
+        append_record(matrix.run / f"cells-{worker}.jsonl", record)
 
     record = run_cell(case, matrix.thresholds, seconds=matrix.cell_timeout, on_hang=write_hung,
-                      on_stage=_progress(matrix.run, case))
+                      on_stage=_progress(matrix.run, worker, case))
     request.node.stash[RECORD] = record
     found = _finish(record, expected, nodeid)
     if found.outcome == "unavailable":
@@ -268,7 +269,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         record["verdict"] = outcome
         matrix = item.config.stash[MATRIX]
         _ensure_environment(matrix)
-        append_record(matrix.run / f"cells-{_worker()}.jsonl", record)
+        append_record(matrix.run / f"cells-{_worker(item.config)}.jsonl", record)
     return report
 
 
