@@ -107,9 +107,12 @@ def read_environment(run: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
+        env = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RunError(f"{path}: not JSON ({exc.msg})") from exc
+    if not isinstance(env, dict):
+        raise RunError(f"{path}: not a run's environment (expected a JSON object)")
+    return env
 
 
 def point_latest(reports: Path, run: Path) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from matrix.cell import SQNR_CEILING_DB
 from matrix.records import read_environment, read_records
+from matrix.thresholds import ThresholdError, Thresholds
 
 SYMBOLS = {
     "pass": "✅",
@@ -39,6 +44,9 @@ BACKEND_ORDER = ["fbgemm", "x86", "qnnpack", "onednn", "inductor", "onnxruntime"
 ENV_PACKAGES = ("torch", "torchao", "onnx", "onnxruntime", "tensorflow", "litert-torch", "ai-edge-litert",
                 "executorch", "openvino")
 
+TEXT_COLUMNS = ("model", "kind", "mode", "scheme", "qspec", "backend", "stage", "error_type", "error_message",
+                "reason", "verdict", "nodeid")
+
 
 def frame(records: list[dict]) -> pd.DataFrame:
     rows = []
@@ -56,7 +64,11 @@ def frame(records: list[dict]) -> pd.DataFrame:
             **{k: metrics.get(k) for k in ("sqnr_db", "sqnr_sim_db", "lsb_err_vs_sim", "top1_agree",
                                            "accuracy", "float_accuracy")},
         })
-    return pd.DataFrame(rows).sort_values("case_id", kind="stable").reset_index(drop=True)
+    df = pd.DataFrame(rows).sort_values("case_id", kind="stable").reset_index(drop=True)
+    # pandas turns a missing text into NaN, which is truthy and prints as "nan": keep it None.
+    text = [c for c in TEXT_COLUMNS if c in df]
+    df[text] = df[text].astype(object).where(df[text].notna(), None)
+    return df
 
 
 def _ordered(values: pd.Series, order: list[str] | None = None) -> list[str]:
@@ -96,9 +108,20 @@ def mode_support(df: pd.DataFrame) -> pd.DataFrame:
         row = {"mode": mode, "scheme": scheme}
         for backend in backends:
             cells = group[group["backend"] == backend]
-            row[backend] = _tally(cells["status"]) if len(cells) else "·"
+            row[backend] = _rated(cells["status"]) if len(cells) else "·"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _rated(statuses: pd.Series) -> str:
+    """A tally behind a coloured square: all applicable cells pass, at least half, fewer, or none."""
+    applicable = [s for s in statuses if s not in NOT_APPLICABLE]
+    passed = sum(s == "pass" for s in applicable)
+    if not applicable:
+        return _tally(statuses)
+    share = passed / len(applicable)
+    square = "🟩" if share == 1 else "🟨" if share >= 0.5 else "🟧" if passed else "🟥"
+    return f"{square} {_tally(statuses)}"
 
 
 def per_model(df: pd.DataFrame) -> pd.DataFrame:
@@ -222,6 +245,121 @@ def legend() -> str:
             "simulation in output quantization steps (what the backend adds).")
 
 
+# Column order of the operator table within a backend; schemes not listed follow in order of appearance.
+SCHEME_ORDER = ["ptq_static", "ptq_dynamic", "qat", "weight_only", "fp16"]
+# The output scale and zero point PyTorch fixes for the fixed-qparams ops, by op and output dtype:
+# default_fixed_qparams_range_0to1_observer and default_fixed_qparams_range_neg1to1_observer
+# (torch/ao/quantization/observer.py), mapped to the ops by _FIXED_QPARAMS_OP_TO_OBSERVER
+# (torch/ao/quantization/qconfig_mapping.py); the qint8 forms are the quantized kernels' own.
+FIXED_OUTPUT_QPARAMS = {
+    ("sigmoid", "quint8"): (1 / 256, 0), ("hardsigmoid", "quint8"): (1 / 256, 0),
+    ("softmax", "quint8"): (1 / 256, 0), ("_softmax", "quint8"): (1 / 256, 0), ("tanh", "quint8"): (2 / 256, 128),
+    ("sigmoid", "qint8"): (1 / 256, -128), ("hardsigmoid", "qint8"): (1 / 256, -128),
+    ("softmax", "qint8"): (1 / 256, -128), ("_softmax", "qint8"): (1 / 256, -128), ("tanh", "qint8"): (2 / 256, 0),
+}
+
+
+def operator_support(df: pd.DataFrame) -> pd.DataFrame:
+    """PyTorch's operator support table, generated from the run: operator rows grouped by mode, backend ×
+    scheme columns, each cell the status symbol (one per qspec); ``·`` where no code path exists.
+    ``passing`` counts the row's passing cells over its applicable ones. Only operator cells."""
+    operators = df[df["kind"] == "operator"]
+    if not len(operators):
+        return pd.DataFrame()
+    schemes = _ordered(operators["scheme"], SCHEME_ORDER)
+    columns = [(backend, scheme) for backend in _ordered(operators["backend"], BACKEND_ORDER) for scheme in schemes
+               if ((operators["backend"] == backend) & (operators["scheme"] == scheme)).any()]
+    rows = []
+    for (mode, operator), group in operators.groupby(["mode", "model"], sort=False):
+        row = {"mode": mode, "operator": operator}
+        for backend, scheme in columns:
+            statuses = group[(group["backend"] == backend) & (group["scheme"] == scheme)]["status"]
+            row[f"{backend} {scheme}"] = " ".join(SYMBOLS.get(s, s) for s in statuses) or "·"
+        row["passing"] = _tally(group["status"])
+        rows.append(row)
+    modes = _ordered(operators["mode"])
+    return pd.DataFrame(rows).sort_values("mode", key=lambda m: m.map(modes.index), kind="stable")
+
+
+def operator_outcomes(df: pd.DataFrame) -> pd.DataFrame:
+    """Operator cells that did not pass, with the stage and error (or the reason) and whether that was
+    expected; backends whose cells ended the same way share a row."""
+    picked = df[(df["kind"] == "operator") & (df["status"] != "pass")]
+    rows = []
+    for _, r in picked.iterrows():
+        said = f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"]
+        rows.append({"operator": r["model"], "mode": r["mode"], "scheme": r["scheme"],
+                     "outcome": f"{SYMBOLS.get(r['status'], '')} {r['status']}", "backend": r["backend"],
+                     "stage": r["stage"] or "", "error / reason": _short(said),
+                     "verdict": VERDICTS.get(r["verdict"], r["verdict"] or ""), "known because": _known_reason(r)})
+    if not rows:
+        return pd.DataFrame(rows)
+    keys = ["operator", "mode", "scheme", "outcome", "stage", "error / reason", "verdict", "known because"]
+    table = pd.DataFrame(rows).groupby(keys, sort=False)["backend"].agg(
+        lambda backends: ", ".join(_ordered(backends, BACKEND_ORDER))).reset_index()
+    return table[["operator", "mode", "scheme", "outcome", "backend", "stage", "error / reason", "verdict",
+                  "known because"]]
+
+
+def _known_reason(r: pd.Series) -> str:
+    """The reason of the expectation a cell met, shortened; empty for a cell that did not meet one."""
+    expected = r["expected"] if isinstance(r["expected"], dict) else {}
+    met = expected.get("status") == r["status"] and r["verdict"] == "xfailed"
+    return _short(expected.get("reason"), 200) if met else ""
+
+
+def fixed_qparams(records: list[dict]) -> pd.DataFrame:
+    """The output scale and zero point that fixed-qparams ops (sigmoid, hardsigmoid, softmax, tanh) ran
+    with, as each cell's inspection recorded them, against the values PyTorch fixes for them. Cells of one
+    model that saw the same op with the same qparams share a row."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in sorted(records, key=lambda r: r["case_id"]):
+        observed = (record.get("inspection_notes") or {}).get("output_qparams") or {}
+        for op, qparams in observed.items():
+            for scale, zero_point, dtype in qparams:
+                if (op.split(".")[-1], dtype) in FIXED_OUTPUT_QPARAMS:
+                    groups.setdefault((record["model"], op, dtype, scale, zero_point), []).append(record)
+    rows = []
+    for (model, op, dtype, scale, zero_point), cells in groups.items():
+        fixed = FIXED_OUTPUT_QPARAMS[(op.split(".")[-1], dtype)]
+        agrees = abs(scale - fixed[0]) <= 1e-6 * fixed[0] and zero_point == fixed[1]
+        rows.append({"model": model, "op": op, "dtype": dtype, "output scale": f"{scale:.8g}",
+                     "zero point": zero_point, "fixed": f"{fixed[0]:.8g}, {fixed[1]}",
+                     "check": "✅ fixed" if agrees else "❌ differs", "cells": _cells_by_mode(cells)})
+    return pd.DataFrame(rows)
+
+
+def _cells_by_mode(records: list[dict]) -> str:
+    """``eager ptq_static: fbgemm, x86; fx qat: onednn`` for a list of cell records."""
+    backends: dict[str, list[str]] = {}
+    for record in records:
+        backends.setdefault(f"{record['mode']} {record['scheme']}", []).append(record["backend"])
+    return "; ".join(f"{where}: {', '.join(_ordered(pd.Series(names), BACKEND_ORDER))}"
+                     for where, names in backends.items())
+
+
+def operator_section(df: pd.DataFrame, records: list[dict]) -> str:
+    table = operator_support(df)
+    if not len(table):
+        return "_no operator cells in this run_"
+    parts = ["One single-operator model per row, one table per mode; a cell is the status symbol of that "
+             "operator under the backend and scheme of its column (see the legend), and `passing` counts the "
+             "row's passing cells over its applicable ones. Why a cell did not pass is under *Operator outcomes*."]
+    for mode, rows in table.groupby("mode", sort=False):
+        rows = rows.drop(columns="mode")
+        parts.append(f"### {mode}\n\n" + _table(rows.loc[:, (rows != "·").any()]))
+    parts.append("### Operator outcomes\n\nEvery operator cell that did not pass: the stage and error, or the "
+                 "reason, the verdict against the expectations, and for a known outcome the start of its reason "
+                 "(in full under *Known outcomes*). Backends that ended the same way share a row.\n\n"
+                 + _table(operator_outcomes(df)))
+    parts.append("### Fixed-qparams ops\n\nSigmoid, hardsigmoid, softmax and tanh have an output range known in "
+                 "advance, and PyTorch fixes their output scale and zero point instead of calibrating them. Wherever "
+                 "one of them ran on quantized tensors (inside other models too): the scale and zero point of its "
+                 "quantized output, as the deployed model's run produced it, against the fixed ones.\n\n"
+                 + _table(fixed_qparams(records)))
+    return "\n\n".join(parts)
+
+
 def render_markdown(env: dict, records: list[dict]) -> str:
     df = frame(records)
     title = env.get("label") or env.get("date", "run")
@@ -229,29 +367,189 @@ def render_markdown(env: dict, records: list[dict]) -> str:
     parts = [
         f"# qmatrix report: {title}",
         environment_section(env, df),
-        "## Mode support\n\nMode and scheme rows, backend columns, over every model of the run.\n\n"
-        + _table(mode_support(df)),
+        "## Mode support\n\nMode and scheme rows, backend columns, over every model of the run; a count "
+        "links to the per-model table.\n\n" + _table(_linked(mode_support(df), "#per-model")),
         "## Per model\n\n" + _table(per_model(df)),
+        "## Operator support\n\n" + operator_section(df, records),
         "## Documented versus observed\n\nCells where the backend's own documentation claims one outcome "
         "and the run found another.\n\n" + _table(documented_vs_observed(df)),
+        "## Failures by signature\n\n" + failures_markdown(df),
+        "## Error split: recipe versus backend\n\n" + error_split_markdown(df),
         "## Surprises\n\nCells worse than expected (pytest failed) or better (xpass).\n\n" + _table(surprises(df)),
         "## Known outcomes\n\nAccepted non-pass outcomes, each with its reason and source.\n\n"
         + _table(known_outcomes(df)),
         "## Stale expectations\n\n" + ("\n".join(f"- {s['entry']} (expects {s['status']}) matches no cell"
                                         for s in stale) or "_none_"),
-        "## Legend\n\n" + legend(),
+        "## Legend\n\n" + legend() + "\n\n" + RATE_LEGEND,
         "## Details\n\n" + _table(details(df)),
     ]
+    if env.get("merged_from"):
+        parts.insert(2, "## Merged from\n\n" + merge_notes(env))
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(run: Path, out: Path | None = None) -> Path:
-    """Render ``run``'s records to ``report.md`` in ``out`` (default: the run folder)."""
+FAILED = ("fail", "crash", "timeout", "error")
+QUANTIZED = ("pass", "inaccurate")
+
+
+def reproduce(nodeid: object) -> str:
+    """The command that reruns one cell alone."""
+    return f"pytest '{nodeid}'" if isinstance(nodeid, str) and nodeid else ""
+
+
+def normalize_message(message: object, limit: int = 500) -> str:
+    """An error's first line with addresses and numbers masked, so cells that fail the same way group together."""
+    text = "" if message is None or (isinstance(message, float) and pd.isna(message)) else str(message)
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    text = re.sub(r"0x[0-9a-fA-F]+", "0x…", text)
+    text = re.sub(r"(?<![\w.])-?\d+(\.\d+)?(e-?\d+)?(?![\w])", "N", text)
+    text = re.sub(r"\s+", " ", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class FailureGroup:
+    """Failed cells that share a signature: stage, exception type and normalized message."""
+
+    stage: str
+    error_type: str
+    message: str
+    cells: pd.DataFrame
+
+    @property
+    def signature(self) -> str:
+        return f"{self.stage}: {self.error_type}: {self.message}"
+
+
+def failure_groups(df: pd.DataFrame) -> list[FailureGroup]:
+    """Every failed cell (fail, crash, timeout, error) in groups by signature, largest group first."""
+    failed = df[df["status"].isin(FAILED)]
+    keys = failed.apply(lambda r: (r["stage"] or "", r["error_type"] or r["status"],
+                                   normalize_message(r["error_message"] or r["reason"])), axis=1)
+    groups = [FailureGroup(*key, failed[keys == key]) for key in dict.fromkeys(keys)] if len(failed) else []
+    return sorted(groups, key=lambda g: (-len(g.cells), g.signature))
+
+
+def failures_markdown(df: pd.DataFrame) -> str:
+    groups = failure_groups(df)
+    if not groups:
+        return "_none_"
+    parts = [f"{sum(len(g.cells) for g in groups)} failed cells in {len(groups)} groups, largest first. "
+             "A signature is the stage, the exception type and the message with numbers and addresses masked."]
+    for number, group in enumerate(groups, 1):
+        cells = pd.DataFrame([{"cell": r["case_id"], "status": f"{SYMBOLS.get(r['status'], '')} {r['status']}",
+                               "reproduce": f"`{reproduce(r['nodeid'])}`" if r["nodeid"] else ""}
+                              for _, r in group.cells.iterrows()])
+        gist = _short(group.message, 90).replace("<", "&lt;")
+        whole = f"```text\n{group.message}\n```\n\n" if len(group.message) > 90 else ""
+        parts.append(f"### {number}. {len(group.cells)} × {group.stage or '(no stage)'}: {group.error_type}: {gist}"
+                     f"\n\n{whole}" + _table(cells))
+    return "\n\n".join(parts)
+
+
+def error_split(df: pd.DataFrame, limits: Callable[[pd.Series], dict] | None = None) -> pd.DataFrame:
+    """Quantized cells with the recipe's own error beside the backend's: what each side costs.
+
+    ``sqnr_sim_db`` is the mode's fake-quant simulation against float (the recipe); ``lsb_err_vs_sim`` is the
+    deployed output's largest distance from that simulation in output quantization steps (the backend).
+    ``limits`` gives a cell's thresholds; ``over`` then names the side that is over its threshold.
+    """
+    quantized = df[df["status"].isin(QUANTIZED) & df["sqnr_sim_db"].notna()]
+    table = quantized[["case_id", "status", "sqnr_db", "sqnr_sim_db", "lsb_err_vs_sim", "nodeid"]].copy()
+    table["over"] = [_over(r, limits(r)) if limits else "" for _, r in quantized.iterrows()]
+    return table
+
+
+def _over(row: pd.Series, limit: dict) -> str:
+    sides = []
+    if pd.notna(row["sqnr_sim_db"]) and row["sqnr_sim_db"] < limit.get("min_sqnr_db", float("-inf")):
+        sides.append("recipe")
+    if pd.notna(row["lsb_err_vs_sim"]) and row["lsb_err_vs_sim"] > limit.get("max_lsb_err_vs_sim", float("inf")):
+        sides.append("backend")
+    return " and ".join(sides)
+
+
+def threshold_lookup() -> Callable[[pd.Series], dict] | None:
+    """Thresholds of this checkout for a row of :func:`frame`, or None when they cannot be read."""
+    try:
+        thresholds = Thresholds.load()
+    except (ThresholdError, OSError):
+        return None
+    return lambda r: thresholds.for_cell(r["scheme"], r["model"], r["backend"])
+
+
+def error_split_markdown(df: pd.DataFrame) -> str:
+    table = error_split(df, threshold_lookup())
+    if not len(table):
+        return "_none_"
+    rows = pd.DataFrame({
+        "cell": table["case_id"], "status": [f"{SYMBOLS[s]} {s}" for s in table["status"]],
+        "deployed dB": [_db(v) for v in table["sqnr_db"]],
+        "recipe dB (sim)": [_db(v) for v in table["sqnr_sim_db"]],
+        "backend error (LSB vs sim)": [f"{v:.2f}" if pd.notna(v) else "" for v in table["lsb_err_vs_sim"]],
+        "over threshold": table["over"],
+    })
+    return ("For each quantized cell: `recipe dB` is the SQNR of the mode's own fake-quant simulation against "
+            "float (what the quantization recipe costs); `backend error` is the deployed output's largest "
+            "distance from that simulation in output quantization steps (what the backend's kernels add). "
+            "`over threshold` names the side over its limit in matrix/thresholds.toml.\n\n"
+            + rows.to_markdown(index=False, disable_numparse=True))
+
+
+def merge_notes(env: dict) -> str:
+    """Where a merged run came from, and the duplicate cells whose records disagreed."""
+    sources = env.get("merged_from") or []
+    lines = [f"- {s['run']} ({s.get('label') or s.get('date') or '?'}): {s['cells']} cells" for s in sources]
+    lines += [f"- **conflict**: {c}" for c in env.get("merge_conflicts") or []]
+    return "\n".join(lines)
+
+
+RATE_LEGEND = ("In the mode-support table the square before a count tells the share of applicable cells that "
+               "pass: 🟩 all, 🟨 at least half, 🟧 fewer than half, 🟥 none.")
+
+
+def _linked(table: pd.DataFrame, anchor: str) -> pd.DataFrame:
+    """Tallies of a support table as Markdown links to ``anchor``; axis columns and ``·`` stay plain."""
+    linked = table.copy()
+    for column in linked.columns[2:]:
+        linked[column] = [v if v == "·" else f"[{v}]({anchor})" for v in linked[column]]
+    return linked
+
+
+def render_csv(env: dict, records: list[dict]) -> str:
+    """One row per cell, the columns of :func:`frame`; nested fields as JSON."""
+    table = frame(records)
+    for column in ("documented", "expected"):
+        table[column] = [json.dumps(v, sort_keys=True) if isinstance(v, dict) else "" for v in table[column]]
+    return table.to_csv(index=False)
+
+
+def render_json(env: dict, records: list[dict]) -> str:
+    return json.dumps({"environment": env, "cells": records}, indent=1, sort_keys=True, default=str) + "\n"
+
+
+def renderers() -> dict[str, tuple[str, Callable[[dict, list[dict]], str]]]:
+    """Report format → (file name, renderer)."""
+    from matrix.html import render_html
+
+    return {"md": ("report.md", render_markdown), "html": ("report.html", render_html),
+            "csv": ("report.csv", render_csv), "json": ("report.json", render_json)}
+
+
+def write_report(run: Path, out: Path | None = None, formats: tuple[str, ...] = ("md", "html")) -> Path:
+    """Render ``run``'s records as report.md and report.html (or ``formats``) in ``out`` (default: the run).
+
+    Everything is rendered before anything is written, so unreadable records leave earlier reports as they
+    were. Returns the path of the first format's file.
+    """
     records = read_records(run)
     env = read_environment(run)
-    target = (out or run) / "report.md"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(".report.md.tmp")
-    tmp.write_text(render_markdown(env, records))
-    tmp.replace(target)
-    return target
+    available = renderers()
+    rendered = {available[f][0]: available[f][1](env, records) for f in formats}
+    folder = out or run
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.items():
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(folder / name)
+    return folder / available[formats[0]][0]

@@ -1,0 +1,241 @@
+"use strict";
+// Filters, sorting and the record panel of a qmatrix report. Reads the records embedded in the page.
+(function () {
+  const DATA = JSON.parse(document.getElementById("records").textContent);
+  const CONFIG = JSON.parse(document.getElementById("config").textContent);
+  const SYMBOLS = CONFIG.symbols;
+  const NOT_APPLICABLE = ["unavailable", "error"];
+  const STAGES = ["reference", "capture", "prepare", "calibrate", "train", "convert", "export", "load", "run",
+                  "compare"];
+  const METRICS = ["sqnr_db", "sqnr_sim_db", "lsb_err_vs_sim", "max_abs_err", "mean_abs_err", "cosine",
+                   "top1_agree", "accuracy", "float_accuracy"];
+  const filters = {};
+  let search = "";
+
+  const $$ = (selector, root) => Array.from((root || document).querySelectorAll(selector));
+  const esc = (value) => String(value == null ? "" : value).replace(/[&<>"]/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+  const indices = (el) => (el.dataset.cells ? el.dataset.cells.split(" ").filter(Boolean).map(Number) : []);
+
+  function matches(i) {
+    const r = DATA[i];
+    for (const axis in filters) {
+      if (filters[axis] && String(r[axis] == null ? "" : r[axis]) !== filters[axis]) return false;
+    }
+    if (!search) return true;
+    const text = [r.case_id, r.stage, r.error_type, r.error_message, r.reason].join(" ").toLowerCase();
+    return text.includes(search);
+  }
+
+  function tally(td, picked) {
+    const counts = {};
+    picked.forEach((i) => { counts[DATA[i].status] = (counts[DATA[i].status] || 0) + 1; });
+    const applicable = picked.filter((i) => !NOT_APPLICABLE.includes(DATA[i].status)).length;
+    const passed = counts.pass || 0;
+    const others = Object.keys(SYMBOLS).filter((s) => s !== "pass" && counts[s])
+      .map((s) => `<span title="${counts[s]} ${s}">${SYMBOLS[s]}${counts[s]}</span>`).join("");
+    td.innerHTML = (applicable ? `<b>${passed}/${applicable}</b>` : "") + `<span class="others">${others}</span>`;
+    td.style.background = applicable ? `hsl(${Math.round(120 * passed / applicable)}, 65%, 82%)` : "";
+    td.classList.toggle("s-unavailable", !applicable && picked.length > 0);
+  }
+
+  function apply() {
+    const ok = DATA.map((_, i) => matches(i));
+    $$("tr[data-i]").forEach((tr) => { tr.hidden = !ok[+tr.dataset.i]; });
+    $$(".chip[data-i]").forEach((chip) => chip.classList.toggle("dim", !ok[+chip.dataset.i]));
+    $$("tr[data-cells]").forEach((tr) => { tr.hidden = !indices(tr).some((i) => ok[i]); });
+    $$(".group[data-cells]").forEach((group) => {
+      const n = indices(group).filter((i) => ok[i]).length;
+      group.hidden = n === 0;
+      group.querySelector(".n").textContent = n;
+    });
+    $$("td.tally[data-cells]").forEach((td) => tally(td, indices(td).filter((i) => ok[i])));
+    $$("section").forEach((section) => {
+      const rows = $$("table.filterable tbody tr", section);
+      const none = section.querySelector(".none-shown");
+      if (none) none.hidden = !rows.length || rows.some((tr) => !tr.hidden);
+    });
+    const shown = ok.filter(Boolean).length;
+    const active = Object.values(filters).some(Boolean) || search;
+    document.getElementById("shown").textContent = active ? `${shown} of ${DATA.length} cells shown`
+                                                           : `${DATA.length} cells`;
+    $$("select[data-axis]").forEach((s) => s.classList.toggle("active", !!s.value));
+    document.getElementById("search").classList.toggle("active", !!search);
+  }
+
+  function setFilter(axis, value) {
+    filters[axis] = value;
+    const select = document.querySelector(`select[data-axis="${axis}"]`);
+    if (select) select.value = value;
+  }
+
+  function sortBy(th) {
+    const table = th.closest("table");
+    const column = Array.from(th.parentNode.children).indexOf(th);
+    const dir = th.dataset.dir === "asc" ? "desc" : "asc";
+    $$("th", table).forEach((h) => delete h.dataset.dir);
+    th.dataset.dir = dir;
+    const key = (tr) => {
+      const td = tr.cells[column];
+      const value = td ? (td.dataset.v !== undefined ? td.dataset.v : td.textContent.trim()) : "";
+      const number = Number(value);
+      return value === "" ? null : (Number.isNaN(number) ? value.toLowerCase() : number);
+    };
+    const body = table.tBodies[0];
+    const rows = Array.from(body.rows);
+    rows.sort((a, b) => {
+      const x = key(a), y = key(b);
+      if (x === null || y === null) return x === y ? 0 : (x === null ? 1 : -1);
+      let c;
+      if (typeof x === typeof y) c = x < y ? -1 : x > y ? 1 : 0;
+      else c = typeof x === "number" ? -1 : 1;
+      return dir === "asc" ? c : -c;
+    });
+    rows.forEach((tr) => body.appendChild(tr));
+  }
+
+  function number(key, value) {
+    if (typeof value !== "number") return esc(value);
+    if (key.startsWith("sqnr") && value >= 300) return "∞ (identical outputs)";
+    return Math.abs(value) >= 100 ? value.toFixed(1) : String(+value.toPrecision(5));
+  }
+
+  function link(text) {
+    return esc(text).replace(/(https?:\/\/[^\s<)]+)/g, '<a href="$1" target="_blank" rel="noreferrer">$1</a>');
+  }
+
+  function rows(pairs) {
+    const kept = pairs.filter((p) => p[1] !== "" && p[1] != null);
+    if (!kept.length) return "<p><i>none recorded</i></p>";
+    return "<table><tbody>" + kept.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${v}</td></tr>`).join("")
+      + "</tbody></table>";
+  }
+
+  function timings(t) {
+    const stages = Object.keys(t || {}).sort((a, b) => STAGES.indexOf(a) - STAGES.indexOf(b));
+    const longest = Math.max(1e-9, ...stages.map((s) => t[s]));
+    const total = stages.reduce((sum, s) => sum + t[s], 0);
+    return rows(stages.map((s) => [s, `<span class="timing" style="width:${Math.round(120 * t[s] / longest)}px">`
+      + `</span>${t[s].toFixed(3)} s`]).concat([["total", `<b>${total.toFixed(3)} s</b>`]]));
+  }
+
+  function show(i) {
+    const r = DATA[i];
+    const m = r.metrics || {};
+    const keys = METRICS.filter((k) => k in m).concat(Object.keys(m).filter((k) => !METRICS.includes(k)));
+    const expected = r.expected || {};
+    const claim = r.documented;
+    const command = r.nodeid ? `pytest '${r.nodeid}'` : "";
+    const ops = r.op_counts ? Object.entries(r.op_counts).map(([kind, counts]) =>
+      `${esc(kind)}: ${Object.entries(counts || {}).map(([op, n]) => `${esc(op)} ×${n}`).join(", ") || "none"}`)
+      .join("<br>") : "";
+    const panel = document.getElementById("record");
+    panel.innerHTML = `<button class="close" title="close (Esc)">✕</button><h2>${esc(r.case_id)}</h2>
+      <p><span class="chip s-${esc(r.status)}">${SYMBOLS[r.status] || ""} ${esc(r.status)}</span>
+      ${r.stage ? `at stage <b>${esc(r.stage)}</b>` : ""} · ${esc(CONFIG.verdicts[r.verdict] || r.verdict || "no verdict")}</p>
+      ${r.error_type ? `<pre>${esc(r.error_type)}: ${esc(r.error_message)}</pre>` : ""}
+      ${r.reason ? `<p>${link(r.reason)}</p>` : ""}
+      ${command ? `<p>Rerun it alone: <code class="cmd">${esc(command)}</code> <button class="copy">copy</button></p>` : ""}
+      <h3>Cell</h3>${rows([["kind", esc(r.kind)], ["model", esc(r.model)], ["mode", esc(r.mode)],
+        ["scheme", esc(r.scheme)], ["qspec", esc(r.qspec)], ["backend", esc(r.backend)], ["seed", esc(r.seed)]])}
+      <h3>Metrics</h3>${keys.length ? rows(keys.map((k) => [k, number(k, m[k])])) : "<p><i>none recorded</i></p>"}
+      <h3>Timings</h3>${timings(r.timings)}
+      <h3>Artifact</h3>${rows([["quantized ops", esc(r.quantized_ops)], ["float ops", esc(r.float_ops)],
+        ["ops", ops], ["simulation", esc(r.simulation)]])}
+      <h3>Expected</h3>${rows([["status", esc(expected.status || "pass")], ["reason", link(expected.reason)],
+        ["source", link(expected.source)]])}
+      ${claim ? `<h3>Documented</h3>${rows([["claim", esc(claim.status) + ": " + esc(claim.claim)],
+        ["source", link(claim.source)]])}` : ""}
+      ${r.traceback ? `<details><summary>traceback</summary><pre>${esc(r.traceback)}</pre></details>` : ""}`;
+    panel.hidden = false;
+    panel.scrollTop = 0;
+    $$("tr.selected").forEach((tr) => tr.classList.remove("selected"));
+    $$(`tr[data-i="${i}"]`).forEach((tr) => tr.classList.add("selected"));
+    panel.querySelector(".close").addEventListener("click", () => { panel.hidden = true; });
+    const copy = panel.querySelector(".copy");
+    if (copy) copy.addEventListener("click", () => copyText(command, copy));
+  }
+
+  function copyText(text, button) {
+    const done = () => { button.textContent = "copied"; };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, () => fallbackCopy(text, done));
+    } else fallbackCopy(text, done);
+  }
+
+  function fallbackCopy(text, done) {
+    const area = document.createElement("textarea");
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    try { document.execCommand("copy"); done(); } finally { area.remove(); }
+  }
+
+  function jumpToCells(td) {
+    Object.keys(filters).forEach((axis) => { if (axis !== "model" && axis !== "kind") setFilter(axis, ""); });
+    ["mode", "scheme", "backend"].forEach((axis) => setFilter(axis, td.dataset[axis]));
+    apply();
+    document.getElementById("cells").scrollIntoView();
+  }
+
+  function onClick(event) {
+    const target = event.target;
+    const filter = target.closest("[data-filter]");
+    if (filter) {
+      setFilter(filter.dataset.filter, filter.dataset.value);
+      apply();
+      return;
+    }
+    const th = target.closest("table.sortable thead th");
+    if (th) return sortBy(th);
+    const tally = target.closest("td.tally[data-cells]");
+    if (tally) return jumpToCells(tally);
+    const chip = target.closest("[data-i]");
+    if (chip && !target.closest("a, button, code")) show(+chip.dataset.i);
+  }
+
+  function reset() {
+    Object.keys(filters).forEach((axis) => setFilter(axis, ""));
+    search = "";
+    document.getElementById("search").value = "";
+    apply();
+  }
+
+  function compareOnly() {
+    const only = document.getElementById("only-differing");
+    const box = document.getElementById("search");
+    const update = () => {
+      document.body.classList.toggle("only-differing", only.checked);
+      const text = box.value.trim().toLowerCase();
+      $$("table.compare tbody tr").forEach((tr) => { tr.hidden = !!text && !tr.textContent.toLowerCase().includes(text); });
+    };
+    only.addEventListener("change", update);
+    box.addEventListener("input", update);
+  }
+
+  function start() {
+    document.addEventListener("click", onClick);
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") document.getElementById("record").hidden = true;
+    });
+    const bar = document.getElementById("bar");
+    const measure = () => document.documentElement.style.setProperty("--bar", bar ? `${bar.offsetHeight}px` : "0px");
+    measure();
+    window.addEventListener("resize", measure);
+    if (document.getElementById("only-differing")) compareOnly();
+    document.body.dataset.ready = "yes";
+    if (!bar) return;
+    $$("select[data-axis]").forEach((select) => select.addEventListener("change", () => {
+      filters[select.dataset.axis] = select.value;
+      apply();
+    }));
+    document.getElementById("search").addEventListener("input", (event) => {
+      search = event.target.value.trim().toLowerCase();
+      apply();
+    });
+    document.getElementById("reset").addEventListener("click", reset);
+    apply();
+  }
+
+  start();
+})();
