@@ -1,7 +1,11 @@
 """PyTorch's own quantized CPU kernels: fbgemm, x86, qnnpack, onednn.
 
 The converted module is the artifact; it runs under its quantized engine.
-Inspection walks its modules and, for FX graphs, its call_function nodes.
+Inspection walks its modules and, for FX graphs, its call_function nodes, then
+runs it once on a calibration batch and records the ops that computed on
+quantized tensors there (a quantized ReLU or max pool is the float module run on
+a quantized tensor) and the scale and zero point of every quantized tensor an op
+returned.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from collections import Counter
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from matrix.backends import Backend, Deployed, Inspection, quantized_engine, register
+from matrix.cell import Stage
 
 QUANTIZED_NAMESPACES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
 # Modules of those namespaces that move data in or out of int8 but compute nothing.
@@ -23,6 +30,14 @@ FLOAT_COMPUTE = (
     nn.Linear, nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell,
     nn.MultiheadAttention, nn.Embedding, nn.EmbeddingBag,
 )
+# Ops that take a quantized tensor but compute nothing on it: they move data out of
+# int8 or read its quantization parameters.
+NOT_COMPUTE_OPS = {"dequantize", "quantize_per_tensor", "quantize_per_channel", "int_repr", "q_scale",
+                   "q_zero_point", "q_per_channel_scales", "q_per_channel_zero_points", "q_per_channel_axis",
+                   "qscheme", "detach", "alias", "_local_scalar_dense"}
+PER_TENSOR = (torch.per_tensor_affine, torch.per_tensor_symmetric)
+# Distinct (scale, zero point, dtype) kept per op in the record.
+QPARAMS_PER_OP = 4
 FLOAT_FUNCTIONS = {"linear", "conv1d", "conv2d", "conv3d", "matmul", "bmm", "mm", "addmm", "baddbmm",
                    "embedding", "lstm", "gru"}
 
@@ -72,8 +87,57 @@ def _graph_float_functions(graph_module: torch.fx.GraphModule) -> Counter[str]:
     return counts
 
 
+def _is_quantized(value: object) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_quantized
+
+
+class QuantizedOpTrace(TorchDispatchMode):
+    """While a model runs: the ops that compute on quantized tensors, and the qparams
+    of the quantized tensors each op returns.
+
+    Only ``aten`` ops are counted: the ``quantized::`` kernels are counted through
+    the modules and graph calls that hold them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.computed: Counter[str] = Counter()
+        self.output_qparams: dict[str, list[list]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        output = func(*args, **(kwargs or {}))
+        name = func.name().split(".")[0].replace("::", ".")
+        if name.split(".")[-1] in NOT_COMPUTE_OPS:
+            return output
+        if func.namespace == "aten" and any(_is_quantized(a) for a in tree_leaves((args, kwargs))):
+            self.computed[name] += 1
+        for tensor in tree_leaves(output):
+            if _is_quantized(tensor) and tensor.qscheme() in PER_TENSOR:
+                self._keep(name, tensor)
+        return output
+
+    def _keep(self, name: str, tensor: torch.Tensor) -> None:
+        qparams = [float(tensor.q_scale()), int(tensor.q_zero_point()), str(tensor.dtype).removeprefix("torch.")]
+        kept = self.output_qparams.setdefault(name, [])
+        if qparams not in kept and len(kept) < QPARAMS_PER_OP:
+            kept.append(qparams)
+
+
+def trace_run(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> QuantizedOpTrace:
+    """Run ``model`` once on ``inputs`` under a :class:`QuantizedOpTrace`."""
+    trace = QuantizedOpTrace()
+    with torch.no_grad(), trace:
+        model(*inputs)
+    return trace
+
+
 def deploy(ctx, model: nn.Module) -> Deployed:
     inspection = inspect_module(model)
+    with ctx.clock.stage(Stage.RUN):
+        trace = trace_run(model, ctx.data.calibration[0])
+    inspection.quantized += trace.computed
+    if trace.output_qparams:
+        inspection.notes["output_qparams"] = trace.output_qparams
 
     def run(*inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -63,18 +63,24 @@ def train(
     to_train: Callable[[nn.Module], object] = lambda m: m.train(),
     to_eval: Callable[[nn.Module], object] = lambda m: m.eval(),
 ) -> None:
-    """A few real QAT steps: distil the float model's outputs on the calibration batches."""
+    """A few real QAT steps: distil the float model's outputs on the calibration batches.
+
+    A model without weights (a ReLU alone, say) has nothing to optimize: its
+    training steps are forward passes in training mode, where the fake-quants observe.
+    """
     with ctx.clock.stage(Stage.TRAIN):
         with torch.no_grad():
             targets = [ctx.float_model(*batch) for batch in ctx.data.calibration]
         to_train(model)
-        optimizer = torch.optim.Adam(model.parameters(), lr=QAT_LEARNING_RATE)
+        weights = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(weights, lr=QAT_LEARNING_RATE) if weights else None
         for step in range(QAT_STEPS):
             index = step % len(targets)
-            optimizer.zero_grad()
-            loss = nn.functional.mse_loss(model(*ctx.data.calibration[index]), targets[index])
-            loss.backward()
-            optimizer.step()
+            output = model(*ctx.data.calibration[index])
+            if optimizer is not None:
+                optimizer.zero_grad()
+                nn.functional.mse_loss(output, targets[index]).backward()
+                optimizer.step()
         to_eval(model)
 
 
