@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,7 +109,13 @@ def run_cell(
             error_message=first_line(exc), traceback=_short_traceback(exc),
         )
     record["timings"] = clock.timings
+    record["peak_rss_mb"] = peak_rss_mb()
     return record
+
+
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process so far, in MiB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _timed_out(record: dict, clock: StageClock, exc: CellTimeout, hard: bool) -> dict:

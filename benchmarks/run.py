@@ -1,0 +1,104 @@
+"""Benchmark the suite on a fixed slice (or, with --full, the whole default matrix).
+
+    python benchmarks/run.py            # the fixed slice, with -n 0 and -n 2
+    python benchmarks/run.py --full     # the whole matrix, -n 2 only
+
+Prints, from the records' stage timings and the measured wall time: cells, wall
+time, the sum of stage time, parallel efficiency, the suite's own overhead,
+cost per backend and per stage, import cost of a worker, peak memory per worker,
+the speedup of -n 2 over -n 0 and the time of a one-cell rerun, each beside its
+goal. Nothing here is a test: it measures and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+SUITE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(SUITE))
+
+from matrix.records import read_records  # noqa: E402
+
+SLICE = ["--models", "mlp,conv_bn_relu,op_relu"]
+ONE_CELL = "cases/test_matrix.py::test_cell[mlp-fx-ptq_static-fbgemm]"
+GOALS = {"wall_full_s": 600, "efficiency": 0.85, "overhead": 0.10, "rerun_s": 5.0, "peak_mb": 3072}
+
+
+def timed_run(args: list[str], reports: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pytest", f"--rootdir={SUITE}", f"--reports-dir={reports}", "-q",
+                    "-p", "no:randomly", *args], cwd=SUITE, check=False, capture_output=True)
+    return time.perf_counter() - start
+
+
+def import_cost() -> float:
+    code = ("import time; t = time.perf_counter(); import matrix.plugin, matrix.runner; "
+            "print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=SUITE, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def summarize(records: list[dict], wall: float, workers: int) -> dict:
+    stage_time = sum(sum(r["timings"].values()) for r in records)
+    per_backend: dict[str, float] = defaultdict(float)
+    per_stage: dict[str, float] = defaultdict(float)
+    for r in records:
+        per_backend[r["backend"]] += sum(r["timings"].values())
+        for stage, seconds in r["timings"].items():
+            per_stage[stage] += seconds
+    capacity = wall * max(workers, 1)
+    return {
+        "cells": len(records), "wall": wall, "stage_time": stage_time,
+        "efficiency": stage_time / capacity, "overhead": (capacity - stage_time) / capacity,
+        "per_backend": dict(per_backend), "per_stage": dict(per_stage),
+        "peak_mb": max((r.get("peak_rss_mb") or 0.0) for r in records) if records else 0.0,
+    }
+
+
+def show(title: str, found: dict) -> None:
+    print(f"\n== {title}: {found['cells']} cells")
+    print(f"wall {found['wall']:.1f} s; stage time {found['stage_time']:.1f} s")
+    print(f"parallel efficiency {found['efficiency']:.0%} (goal >= {GOALS['efficiency']:.0%}); "
+          f"suite overhead {found['overhead']:.0%} of worker time (goal <= {GOALS['overhead']:.0%})")
+    print(f"peak memory of a worker {found['peak_mb']:.0f} MiB (goal <= {GOALS['peak_mb']} MiB, "
+          f"ratio {found['peak_mb'] / GOALS['peak_mb']:.2f})")
+    total = found["stage_time"] or 1.0
+    print("per backend: " + ", ".join(f"{b} {s:.0f} s ({s / total:.0%})"
+                                      for b, s in sorted(found["per_backend"].items(), key=lambda kv: -kv[1])))
+    print("per stage: " + ", ".join(f"{st} {s:.0f} s ({s / total:.0%})"
+                                    for st, s in sorted(found["per_stage"].items(), key=lambda kv: -kv[1])))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="the whole default matrix instead of the slice")
+    args = parser.parse_args()
+    selection = [] if args.full else SLICE
+    with tempfile.TemporaryDirectory(prefix="qmatrix-bench-") as folder:
+        results = {}
+        for workers in ([2] if args.full else [0, 2]):
+            reports = Path(folder) / f"n{workers}"
+            wall = timed_run([*selection, "-n", str(workers)], reports)
+            results[workers] = summarize(read_records((reports / "latest").resolve()), wall, workers)
+            show(f"-n {workers}", results[workers])
+        rerun = timed_run([ONE_CELL, "-n", "0"], Path(folder) / "rerun")
+    print(f"\nimport cost of a worker (matrix.plugin with torch) {import_cost():.2f} s")
+    print(f"one-cell rerun, imports included {rerun:.1f} s (goal <= {GOALS['rerun_s']} s, "
+          f"ratio {rerun / GOALS['rerun_s']:.2f})")
+    if 0 in results:
+        print(f"speedup of -n 2 over -n 0: {results[0]['wall'] / results[2]['wall']:.2f}x")
+    if args.full:
+        wall = results[2]["wall"]
+        print(f"full matrix wall {wall:.0f} s (goal <= {GOALS['wall_full_s']} s, ratio "
+              f"{wall / GOALS['wall_full_s']:.2f}); cells {results[2]['cells']} (goal >= 1000)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
