@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from matrix.records import RunError
+from matrix.records import SUITE, RunError, newest_run
 
 FORMATS = ("md", "html", "csv", "json")
 REGRESSED, UNREADABLE = 1, 2
@@ -42,7 +42,11 @@ def parser() -> argparse.ArgumentParser:
     diff.add_argument("base", type=Path, metavar="BASE")
     diff.add_argument("new", type=Path, metavar="NEW")
     compare = commands.add_parser("compare", help="one table of several runs, one column each")
-    compare.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    compare.add_argument("runs", nargs="*", type=Path, metavar="RUN")
+    compare.add_argument("--latest-of", nargs="+", default=[], metavar="LABEL",
+                         help="also the newest run labelled LABEL under --reports-dir (one per tox environment)")
+    compare.add_argument("--reports-dir", type=Path, default=SUITE / "reports",
+                         help="where --latest-of looks (default: reports/ of the checkout)")
     for command in (diff, compare):
         command.add_argument("--tolerance", type=float, default=None, metavar="DB",
                              help="SQNR moves up to this many dB are not changes (default: 1)")
@@ -106,7 +110,12 @@ def compare(args: argparse.Namespace) -> int:
     from matrix.runs import load_run
 
     tolerance = SQNR_TOLERANCE_DB if args.tolerance is None else args.tolerance
-    runs = [load_run(run.resolve()) for run in args.runs]
+    folders = [run.resolve() for run in args.runs]
+    folders += [newest_run(args.reports_dir, label) for label in args.latest_of]
+    runs = [load_run(folder) for folder in folders]
+    if len(runs) < 2:
+        print("qmatrix: compare needs at least two runs", file=sys.stderr)
+        return UNREADABLE
     table = compare_runs(runs, tolerance)
     text = render_compare_markdown(runs, table, tolerance)
     if args.output:

@@ -115,6 +115,14 @@ def read_environment(run: Path) -> dict:
     return env
 
 
+def newest_run(reports: Path, label: str) -> Path:
+    """The newest run folder under ``reports`` labelled ``label`` (named ``<date>-<time>-<label>``)."""
+    runs = sorted(p for p in reports.glob(f"*-{label}") if p.is_dir() and any(p.glob("cells*.jsonl")))
+    if not runs:
+        raise RunError(f"{reports}: no run labelled {label!r}")
+    return runs[-1].resolve()
+
+
 def point_latest(reports: Path, run: Path) -> None:
     """Make ``reports/latest`` a symlink to the run folder."""
     link = reports / "latest"

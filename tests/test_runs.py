@@ -180,3 +180,15 @@ def test_a_broken_env_json_is_named(tmp_path, capsys, text):
     (run / "env.json").write_text(text)
     assert main(["compare", str(run)]) == 2
     assert "env.json" in capsys.readouterr().err
+
+
+def test_newest_run_of_a_label(tmp_path):
+    from matrix.records import RunError, newest_run
+
+    for name in ("20261101-010101-torch213", "20261102-010101-torch213", "20261103-010101-torch214"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cells-main.jsonl").write_text("")
+    (tmp_path / "20261104-010101-torch213").mkdir()  # an empty folder is not a run
+    assert newest_run(tmp_path, "torch213").name == "20261102-010101-torch213"
+    with pytest.raises(RunError, match="no run labelled 'torch251'"):
+        newest_run(tmp_path, "torch251")
