@@ -91,12 +91,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> None:
     """Run matrix cells in a worker process even without ``-n``: a cell that kills its
     process (a segfault in a kernel) then becomes a ``crash`` record and the run goes on.
-    ``-n 0`` runs in-process, for a debugger."""
+    ``-n 0``, or naming single cells by node id (a rerun), runs in-process."""
     if hasattr(config, "workerinput"):
         return
     if getattr(config.option, "numprocesses", 0) is not None or config.option.usepdb:
         return
-    if config.option.collectonly or not _targets_matrix(config.args):
+    if config.option.collectonly or not _targets_matrix(config.args) or any("::" in a for a in config.args):
         return
     config.option.numprocesses = 1
     if getattr(config.option, "maxworkerrestart", None) is None:
