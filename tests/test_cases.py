@@ -117,3 +117,10 @@ def test_bad_input_is_one_clear_error_before_any_cell_runs(tmp_path, option, con
     if content is not None:
         assert str(tmp_path / "data.toml") in result.stderr, "the error names the file"
     assert not (tmp_path / "reports").exists(), "no cell ran"
+
+
+def test_qspec_limited_to_a_scheme_is_crossed_only_with_it():
+    qspecs = {"default": QSpec("default", ""), "trained": QSpec("trained", "", schemes=("qat",))}
+    cases = expand(MODELS, MODES, SCHEMES, BACKENDS, qspecs)
+    assert {c.scheme for c in cases if c.qspec == "trained"} == {"qat"}
+    assert {c.scheme for c in cases if c.qspec == "default"} == {"ptq_static", "qat"}

@@ -53,6 +53,14 @@ class Backend:
     unavailable_reason: Callable[[], str | None] = lambda: None
     activate: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     pt2e_quantizer: Callable[[str, str], Any] | None = None
+    # The quantized engine whose qconfigs and BackendConfig eager and FX use for this backend.
+    engine: str | None = None
+    # Deploys FX's reference (Q/DQ) model rather than convert_fx's quantized kernels.
+    takes_fx_reference: bool = False
+
+    @property
+    def qengine(self) -> str:
+        return self.engine or self.name
 
 
 BACKENDS: dict[str, Backend] = {}
@@ -75,6 +83,6 @@ def quantized_engine(engine: str) -> Iterator[None]:
 
 
 # One line per module that registers entries; their order is the order of the axis.
-BACKEND_MODULES = ("native", "inductor")
+BACKEND_MODULES = ("native", "inductor", "onnxruntime")
 for _module in BACKEND_MODULES:
     importlib.import_module(f"matrix.backends.{_module}")

@@ -84,9 +84,9 @@ def train(
         to_eval(model)
 
 
-from matrix.modes import eager, fx, pt2e  # noqa: E402,F401  (registers the modes)
+from matrix.modes import eager, fx, ort, pt2e  # noqa: E402,F401  (registers the modes)
 
 # One line per module that registers entries; their order is the order of the axis.
-MODE_MODULES = ("eager", "fx", "pt2e")
+MODE_MODULES = ("eager", "fx", "pt2e", "ort")
 for _module in MODE_MODULES:
     importlib.import_module(f"matrix.modes.{_module}")

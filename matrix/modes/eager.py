@@ -6,6 +6,8 @@ import copy
 from typing import TYPE_CHECKING
 
 import torch
+import torch.ao.nn.intrinsic.qat as nniqat
+import torch.ao.nn.qat as nnqat
 import torch.ao.quantization as tq
 from torch import nn
 
@@ -18,6 +20,15 @@ if TYPE_CHECKING:
 
 NATIVE = ("fbgemm", "x86", "qnnpack", "onednn")
 EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+# The guide's "PyTorch observed QAT to ONNX quantized": the trained QAT model itself is
+# deployed (its fake-quants export as Q/DQ), as it is or with batch-norm folded first.
+OBSERVED = ("observed", "observed_torchscript")
+OBSERVED_BN_FOLDED = ("observed_bn_folded", "observed_bn_folded_torchscript")
+FOLDED_QAT = {
+    nniqat.ConvBn1d: nnqat.Conv1d, nniqat.ConvBn2d: nnqat.Conv2d, nniqat.ConvBn3d: nnqat.Conv3d,
+    nniqat.ConvBnReLU1d: nniqat.ConvReLU1d, nniqat.ConvBnReLU2d: nniqat.ConvReLU2d,
+    nniqat.ConvBnReLU3d: nniqat.ConvReLU3d,
+}
 
 
 def _capture(ctx: CellContext, training: bool) -> nn.Module:
@@ -39,7 +50,7 @@ def _assign_qconfig(model: nn.Module, qconfig: tq.QConfig, embedding_qconfig: tq
 
 
 def quantize(ctx: CellContext) -> Quantized:
-    engine = ctx.backend.name
+    engine = ctx.backend.qengine
     scheme = ctx.scheme.name
     if scheme == "ptq_dynamic":
         with ctx.clock.stage(Stage.CAPTURE):
@@ -60,16 +71,44 @@ def quantize(ctx: CellContext) -> Quantized:
         return Quantized(quantized, simulation, "calibrated observers as fixed fake-quants")
     model = _capture(ctx, training=True)
     with ctx.clock.stage(Stage.PREPARE):
-        _assign_qconfig(model, tq.get_default_qat_qconfig(engine), tq.default_embedding_qat_qconfig)
+        version = 0 if ctx.qspec.name in (*OBSERVED, *OBSERVED_BN_FOLDED) else 1
+        _assign_qconfig(model, tq.get_default_qat_qconfig(engine, version), tq.default_embedding_qat_qconfig)
         tq.prepare_qat(model, inplace=True)
     train(model, ctx)
     with ctx.clock.stage(Stage.CONVERT):
         simulation = qat_simulation(model)
-        quantized = tq.convert(model.eval())
+        if ctx.qspec.name in (*OBSERVED, *OBSERVED_BN_FOLDED):
+            quantized = observed_qat(model, fold_bn=ctx.qspec.name in OBSERVED_BN_FOLDED)
+        else:
+            quantized = tq.convert(model.eval())
     return Quantized(quantized, simulation, "the trained QAT model, fake-quants frozen")
+
+
+def observed_qat(trained: nn.Module, fold_bn: bool) -> nn.Module:
+    """The trained QAT model with its observers frozen, batch-norm optionally folded."""
+    model = copy.deepcopy(trained).eval()
+    model.apply(tq.disable_observer)
+    if fold_bn:
+        for name, module in list(model.named_modules()):
+            if type(module) in FOLDED_QAT:
+                model.set_submodule(name, _folded(module))
+    return model
+
+
+def _folded(module: nn.Module) -> nn.Module:
+    """A QAT conv-bn(-relu) as a QAT conv(-relu) with the batch-norm folded into its weights;
+    keeps the trained weight fake-quant and the output's fake-quant (and its hook)."""
+    folded = module.to_float()
+    for part in (folded, *(folded if isinstance(folded, nn.Sequential) else ())):
+        part.qconfig = module.qconfig
+    qat = FOLDED_QAT[type(module)].from_float(folded)
+    qat.weight_fake_quant = module.weight_fake_quant
+    qat.activation_post_process = module.activation_post_process
+    qat._forward_hooks = module._forward_hooks
+    return qat.eval()
 
 
 register(Mode(
     "eager", "eager mode: QuantStub/DeQuantStub, fuse_modules, qconfig, prepare/convert",
-    backends=NATIVE, schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    backends=(*NATIVE, "onnxruntime"), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
 ))

@@ -36,7 +36,7 @@ def qconfig_mapping(scheme: str, engine: str) -> tq.QConfigMapping:
 
 
 def quantize(ctx: CellContext) -> Quantized:
-    engine, scheme = ctx.backend.name, ctx.scheme.name
+    engine, scheme = ctx.backend.qengine, ctx.scheme.name
     training = scheme == "qat"
     with ctx.clock.stage(Stage.CAPTURE):
         model = copy.deepcopy(ctx.float_model).train(training)
@@ -56,11 +56,14 @@ def quantize(ctx: CellContext) -> Quantized:
         else:
             simulation = quantize_fx.convert_to_reference_fx(copy.deepcopy(model), backend_config=backend_config)
             kind = "convert_to_reference_fx (QDQ reference model)"
-        quantized = quantize_fx.convert_fx(model, backend_config=backend_config)
+        if ctx.backend.takes_fx_reference:
+            quantized = quantize_fx.convert_to_reference_fx(model, backend_config=backend_config)
+        else:
+            quantized = quantize_fx.convert_fx(model, backend_config=backend_config)
     return Quantized(quantized, simulation, kind)
 
 
 register(Mode(
     "fx", "FX graph mode: prepare_fx / prepare_qat_fx / convert_fx with the backend's BackendConfig",
-    backends=NATIVE, schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    backends=(*NATIVE, "onnxruntime"), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
 ))

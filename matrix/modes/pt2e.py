@@ -77,6 +77,6 @@ def quantize(ctx: CellContext) -> Quantized:
 
 register(Mode(
     "pt2e", "PT2E: torch.export + the backend's Quantizer + prepare_pt2e / convert_pt2e",
-    backends=("inductor",), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    backends=("inductor", "onnxruntime"), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
     unavailable_reason=unavailable_reason,
 ))
