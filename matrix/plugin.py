@@ -81,6 +81,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="expectations file (default: matrix/expectations.toml)")
     group.addoption("--thresholds", default=None, metavar="PATH",
                     help="thresholds file (default: matrix/thresholds.toml)")
+    group.addoption("--keep-artifacts", action="store_true",
+                    help="keep each cell's deployed artifact (an ONNX model, say) under <run>/artifacts/<case id>/")
     group.addoption("--reports-dir", default=str(SUITE / "reports"),
                     help="where run folders are written (default: reports/ of the checkout)")
     group.addoption("--run-label", default=os.environ.get("QMATRIX_RUN_LABEL"),
@@ -231,8 +233,9 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
         _ensure_environment(matrix)
         append_record(matrix.run / f"cells-{worker}.jsonl", record)
 
+    artifacts = matrix.run / "artifacts" / case.id if request.config.getoption("keep_artifacts") else None
     record = run_cell(case, matrix.thresholds, seconds=matrix.cell_timeout, on_hang=write_hung,
-                      on_stage=_progress(matrix.run, worker, case))
+                      on_stage=_progress(matrix.run, worker, case), artifacts=artifacts)
     request.node.stash[RECORD] = record
     found = _finish(record, expected, nodeid)
     if found.outcome == "unavailable":

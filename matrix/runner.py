@@ -6,6 +6,7 @@ import resource
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,6 +35,7 @@ class CellContext:
     float_model: nn.Module
     data: ModelData
     clock: StageClock
+    artifacts: Path | None = None  # where a backend keeps what it deployed, when asked
 
 
 def new_record(case: Case) -> dict:
@@ -64,12 +66,14 @@ def run_cell(
     seconds: float | None = None,
     on_hang: Callable[[dict], None] | None = None,
     on_stage: Callable[[Stage], None] | None = None,
+    artifacts: Path | None = None,
 ) -> dict:
     """Attempt one cell; never raises. The record says what happened and where.
 
     ``seconds`` overrides the cell's time limit from the thresholds; ``on_hang``
     receives the timeout record of a cell stuck past the limit, just before the
-    process ends; ``on_stage`` is told of every stage as it starts.
+    process ends; ``on_stage`` is told of every stage as it starts; ``artifacts``
+    is a folder where the backend keeps the artifact it deployed.
     """
     record = new_record(case)
     clock = StageClock(on_enter=on_stage)
@@ -85,7 +89,7 @@ def run_cell(
         if reason:
             raise Unavailable(reason)
         with time_limit(limit, hung):
-            _attempt(case, record, clock, thresholds)
+            _attempt(case, record, clock, thresholds, artifacts)
     except CellTimeout as exc:
         _timed_out(record, clock, exc, hard=False)
     except Unavailable as exc:
@@ -127,7 +131,7 @@ def _timed_out(record: dict, clock: StageClock, exc: CellTimeout, hard: bool) ->
     return record
 
 
-def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds) -> None:
+def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds, artifacts: Path | None) -> None:
     spec = MODELS[case.model]
     with clock.stage(Stage.REFERENCE), torch.no_grad():
         float_model = spec.instantiate()
@@ -136,7 +140,8 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         if not torch.isfinite(reference).all():
             raise ValueError("the float model's output holds NaN or Inf")
     backend = BACKENDS[case.backend]
-    ctx = CellContext(case, spec, SCHEMES[case.scheme], QSPECS[case.qspec], backend, float_model, data, clock)
+    ctx = CellContext(case, spec, SCHEMES[case.scheme], QSPECS[case.qspec], backend, float_model, data, clock,
+                      artifacts)
     with backend.activate():
         quantized = MODES[case.mode].quantize(ctx)
         with clock.stage(Stage.CONVERT), torch.no_grad():

@@ -57,3 +57,15 @@ def test_selection_by_marker(tmp_path):
     assert "mlp-eager-qat-qnnpack" in result.stdout
     assert "mlp-fx-qat-qnnpack" in result.stdout
     assert not list(tmp_path.iterdir()), "collecting alone writes no run"
+
+
+def test_keep_artifacts_keeps_the_exported_models_only_when_asked(tmp_path):
+    selection = ("--models", "mlp", "--modes", "pt2e", "--backends", "onnxruntime", "--schemes", "ptq_static")
+    kept = run_pytest(tmp_path / "kept", *selection, "--keep-artifacts")
+    assert kept.returncode == 0, kept.stdout[-3000:]
+    folder = (tmp_path / "kept" / "latest").resolve() / "artifacts" / "mlp-pt2e-ptq_static-onnxruntime"
+    assert (folder / "model.onnx").stat().st_size > 0
+    assert (folder / "model.optimized.onnx").stat().st_size > 0
+    plain = run_pytest(tmp_path / "plain", *selection)
+    assert plain.returncode == 0, plain.stdout[-3000:]
+    assert not ((tmp_path / "plain" / "latest").resolve() / "artifacts").exists()

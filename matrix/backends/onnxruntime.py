@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import re
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -222,12 +223,24 @@ class OnnxModel(torch.nn.Module):
 def deploy(ctx, model: torch.nn.Module) -> Deployed:
     with tempfile.TemporaryDirectory(prefix="qmatrix-onnx-") as folder:
         path = Path(folder) / "model.onnx"
-        if isinstance(model, OnnxModel):
-            path.write_bytes(model.serialized)
-        else:
-            with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
-                export(model, ctx.data.calibration[0], path, ctx.qspec.onnx_exporter)
-        return deploy_onnx(ctx, path)
+        try:
+            if isinstance(model, OnnxModel):
+                path.write_bytes(model.serialized)
+            else:
+                with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
+                    export(model, ctx.data.calibration[0], path, ctx.qspec.onnx_exporter)
+            return deploy_onnx(ctx, path)
+        finally:
+            keep(Path(folder), ctx.artifacts)
+
+
+def keep(folder: Path, artifacts: Path | None) -> None:
+    """Copy the exported and optimized models (as far as they were written) where the user asked."""
+    if artifacts is None:
+        return
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for written in folder.glob("*.onnx*"):
+        shutil.copy2(written, artifacts / written.name)
 
 
 def pt2e_quantizer(scheme: str, qspec: str):
