@@ -6,6 +6,7 @@ import json
 import re
 
 import pandas as pd
+from cells import cell as shared_cell
 
 from matrix import report
 from matrix.html import HTML_SYMBOLS, rate_colour, render_html
@@ -14,14 +15,8 @@ ENV = {"label": "unit", "date": "2026-11-27T00:00:00+00:00", "versions": {"torch
        "quantized_engines": ["fbgemm"], "command": "pytest -n 2", "suite_commit": "abc123"}
 
 
-def cell(model: str, mode: str, scheme: str, backend: str, status: str, kind: str = "model", **extra) -> dict:
-    record = {"case_id": f"{model}-{mode}-{scheme}-{backend}", "model": model, "kind": kind, "mode": mode,
-              "scheme": scheme, "qspec": "default", "backend": backend, "status": status, "stage": None,
-              "error_type": None, "error_message": None, "reason": None, "metrics": {}, "quantized_ops": 0,
-              "timings": {"convert": 0.25, "run": 0.5}, "verdict": "passed", "expected": {"status": "pass"},
-              "nodeid": f"cases/test_matrix.py::test_cell[{model}-{mode}-{scheme}-{backend}]"}
-    record.update(extra)
-    return record
+def cell(*args, **extra) -> dict:
+    return shared_cell(*args, **{"timings": {"convert": 0.25, "run": 0.5}, **extra})
 
 
 RECORDS = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cells import cell
 
 from matrix.cli import main
 from matrix.records import RunError, read_records
@@ -18,19 +19,6 @@ from matrix.report import (
     render_markdown,
     write_report,
 )
-
-
-def cell(model, mode, scheme, backend, status, **extra):
-    record = {
-        "case_id": f"{model}-{mode}-{scheme}-{backend}", "model": model, "kind": "model", "mode": mode,
-        "scheme": scheme, "qspec": "default", "backend": backend, "status": status, "stage": None,
-        "error_type": None, "error_message": None, "reason": None, "metrics": {}, "quantized_ops": 0,
-        "float_ops": 0, "timings": {"run": 0.5}, "verdict": "passed", "expected": {"status": "pass"},
-        "documented": None, "nodeid": f"cases/test_matrix.py::test_cell[{model}-{mode}-{scheme}-{backend}]",
-    }
-    record.update(extra)
-    return record
-
 
 RECORDS = [
     cell("mlp", "fx", "ptq_static", "fbgemm", "pass", quantized_ops=3,
