@@ -81,6 +81,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="expectations file (default: matrix/expectations.toml)")
     group.addoption("--thresholds", default=None, metavar="PATH",
                     help="thresholds file (default: matrix/thresholds.toml)")
+    group.addoption("--localize", action="store_true",
+                    help="find the first diverging layer of every cell, not only of inaccurate ones")
     group.addoption("--keep-artifacts", action="store_true",
                     help="keep each cell's deployed artifact (an ONNX model, say) under <run>/artifacts/<case id>/")
     group.addoption("--reports-dir", default=str(SUITE / "reports"),
@@ -235,7 +237,8 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
 
     artifacts = matrix.run / "artifacts" / case.id if request.config.getoption("keep_artifacts") else None
     record = run_cell(case, matrix.thresholds, seconds=matrix.cell_timeout, on_hang=write_hung,
-                      on_stage=_progress(matrix.run, worker, case), artifacts=artifacts)
+                      on_stage=_progress(matrix.run, worker, case), artifacts=artifacts,
+                      localize_all=request.config.getoption("localize"))
     request.node.stash[RECORD] = record
     found = _finish(record, expected, nodeid)
     if found.outcome == "unavailable":

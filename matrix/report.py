@@ -45,7 +45,7 @@ ENV_PACKAGES = ("torch", "torchao", "onnx", "onnxruntime", "tensorflow", "litert
                 "executorch", "openvino")
 
 TEXT_COLUMNS = ("model", "kind", "mode", "scheme", "qspec", "backend", "stage", "error_type", "error_message",
-                "reason", "verdict", "nodeid")
+                "reason", "verdict", "nodeid", "divergence")
 
 
 def frame(records: list[dict]) -> pd.DataFrame:
@@ -58,6 +58,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
             "status": r["status"], "stage": r.get("stage"), "error_type": r.get("error_type"),
             "error_message": r.get("error_message"), "reason": r.get("reason"),
             "verdict": r.get("verdict"), "nodeid": r.get("nodeid"),
+            "divergence": divergence_summary(r.get("divergence")),
             "documented": r.get("documented"), "expected": r.get("expected"),
             "quantized_ops": r.get("quantized_ops"), "float_ops": r.get("float_ops"),
             "seconds": round(sum((r.get("timings") or {}).values()), 2),
@@ -69,6 +70,13 @@ def frame(records: list[dict]) -> pd.DataFrame:
     text = [c for c in TEXT_COLUMNS if c in df]
     df[text] = df[text].astype(object).where(df[text].notna(), None)
     return df
+
+
+def divergence_summary(divergence: dict | None) -> str | None:
+    """One line on where a cell's quantized model first left the float model."""
+    if not divergence:
+        return None
+    return divergence.get("summary") or f"not localized: {divergence.get('error')}"
 
 
 def _ordered(values: pd.Series, order: list[str] | None = None) -> list[str]:
@@ -200,6 +208,7 @@ def details(df: pd.DataFrame) -> pd.DataFrame:
             "lsb vs sim": number(r["lsb_err_vs_sim"]), "top1": number(r["top1_agree"]),
             "acc": number(r["accuracy"], 3), "q ops": "" if pd.isna(r["quantized_ops"]) else int(r["quantized_ops"]),
             "float ops": "" if pd.isna(r["float_ops"]) else int(r["float_ops"]), "s": r["seconds"],
+            "first divergence": r["divergence"] or "",
             "reproduce": f"`pytest '{r['nodeid']}'`" if failed and r["nodeid"] else "",
         })
     return pd.DataFrame(rows)

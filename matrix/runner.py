@@ -14,6 +14,7 @@ from torch import nn
 from matrix.backends import BACKENDS, Backend
 from matrix.cases import Case
 from matrix.cell import Stage, StageClock, StageFailed, Status, Unavailable, first_line, stable_seed
+from matrix.localize import localize
 from matrix.metrics import compare
 from matrix.modes import MODES
 from matrix.qspecs import QSPECS, QSpec
@@ -67,13 +68,15 @@ def run_cell(
     on_hang: Callable[[dict], None] | None = None,
     on_stage: Callable[[Stage], None] | None = None,
     artifacts: Path | None = None,
+    localize_all: bool = False,
 ) -> dict:
     """Attempt one cell; never raises. The record says what happened and where.
 
     ``seconds`` overrides the cell's time limit from the thresholds; ``on_hang``
     receives the timeout record of a cell stuck past the limit, just before the
     process ends; ``on_stage`` is told of every stage as it starts; ``artifacts``
-    is a folder where the backend keeps the artifact it deployed.
+    is a folder where the backend keeps the artifact it deployed. An inaccurate cell
+    (any cell with ``localize_all``) gets the first layer where it diverges from float.
     """
     record = new_record(case)
     clock = StageClock(on_enter=on_stage)
@@ -89,7 +92,7 @@ def run_cell(
         if reason:
             raise Unavailable(reason)
         with time_limit(limit, hung):
-            _attempt(case, record, clock, thresholds, artifacts)
+            _attempt(case, record, clock, thresholds, artifacts, localize_all)
     except CellTimeout as exc:
         _timed_out(record, clock, exc, hard=False)
     except Unavailable as exc:
@@ -131,7 +134,8 @@ def _timed_out(record: dict, clock: StageClock, exc: CellTimeout, hard: bool) ->
     return record
 
 
-def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds, artifacts: Path | None) -> None:
+def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds, artifacts: Path | None,
+             localize_all: bool = False) -> None:
     spec = MODELS[case.model]
     with clock.stage(Stage.REFERENCE), torch.no_grad():
         float_model = spec.instantiate()
@@ -169,6 +173,21 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         record.update(status=Status.INACCURATE.value, reason="; ".join(violations))
     else:
         record["status"] = Status.PASS.value
+    if violations or localize_all:
+        limit = thresholds.for_cell(case.scheme, case.model, case.backend)["min_sqnr_db"]
+        with backend.activate():
+            record["divergence"] = _divergence(float_model, quantized.model, data.evaluation, limit)
+
+
+def _divergence(float_model: nn.Module, quantized_model: nn.Module, inputs: Inputs, limit_db: float) -> dict:
+    """Where the quantized model (as the mode made it, run in PyTorch) first leaves the float
+    model, on the first batch. Its failure is noted in the record and changes no status."""
+    batch = tuple(tensor[:BATCH] for tensor in inputs)
+    try:
+        found = localize(float_model, quantized_model, batch, limit_db)
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
+    return {**found.as_record(), "summary": found.summary()}
 
 
 def in_batches(run: Callable[..., torch.Tensor], inputs: Inputs) -> torch.Tensor:

@@ -113,3 +113,17 @@ def test_reference_models_are_deterministic(name):
     with torch.no_grad():
         assert torch.equal(a(*data.evaluation), b(*data.evaluation))
     assert torch.equal(data.evaluation[0], model_spec.make_data().evaluation[0])
+
+
+def test_an_inaccurate_cell_records_its_layer_by_layer_divergence(monkeypatch):
+    layered = spec("layered", lambda: nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
+    record = run(monkeypatch, model_spec=layered, the_backend=backend(noise=10.0))
+    assert record["status"] == "inaccurate"
+    divergence = record["divergence"]
+    assert [name for name, _ in divergence["layers"]] == ["0", "1", "2"]
+    assert divergence["first"] is None  # the model the mode made is faithful; the backend added the error
+    assert divergence["summary"].startswith("no layer below")
+
+
+def test_a_passing_cell_is_not_localized_unless_asked(monkeypatch):
+    assert "divergence" not in run(monkeypatch)

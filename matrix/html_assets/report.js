@@ -119,6 +119,31 @@
       + `</span>${t[s].toFixed(3)} s`]).concat([["total", `<b>${total.toFixed(3)} s</b>`]]));
   }
 
+  // The per-layer SQNR of the quantized model against float, one point per layer, the
+  // threshold dashed and the first layer below it marked.
+  function divergence(d) {
+    if (!d) return "";
+    if (d.error) return `<h3>First divergence</h3><p>not localized: ${esc(d.error)}</p>`;
+    const layers = d.layers || [];
+    const head = `<h3>First divergence</h3><p class="divergence">${esc(d.summary || "")}</p>`;
+    if (!layers.length) return head;
+    const w = 420, h = 160, pad = 30;
+    const values = layers.map((l) => Math.min(l[1], 120));
+    const top = Math.max(d.limit_db || 0, ...values) + 5, bottom = Math.min(0, d.limit_db || 0, ...values) - 5;
+    const x = (i) => pad + (layers.length === 1 ? (w - 2 * pad) / 2 : i * (w - 2 * pad) / (layers.length - 1));
+    const y = (v) => h - pad - (v - bottom) * (h - 2 * pad) / (top - bottom);
+    const points = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+    const dots = layers.map((l, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(values[i]).toFixed(1)}" r="3.5"`
+      + ` class="${l[0] === d.first ? "first" : ""}"><title>${esc(l[0])}: ${l[1].toFixed(1)} dB</title></circle>`).join("");
+    const limit = d.limit_db == null ? "" : `<line x1="${pad}" x2="${w - pad}" y1="${y(d.limit_db).toFixed(1)}"`
+      + ` y2="${y(d.limit_db).toFixed(1)}" class="limit"><title>threshold ${d.limit_db} dB</title></line>`;
+    const labels = layers.map((l, i) => `<text x="${x(i).toFixed(1)}" y="${h - 8}" transform="rotate(-25 ${x(i).toFixed(1)}`
+      + ` ${h - 8})">${esc(l[0].length > 14 ? "…" + l[0].slice(-13) : l[0])}</text>`).join("");
+    return head + `<svg class="sqnr-curve" viewBox="0 0 ${w} ${h + 20}" width="${w}" role="img"`
+      + ` aria-label="per-layer SQNR"><text x="2" y="12">dB</text>${limit}<polyline points="${points}"/>${dots}`
+      + `${labels}</svg>`;
+  }
+
   function show(i) {
     const r = DATA[i];
     const m = r.metrics || {};
@@ -142,6 +167,7 @@
       <h3>Timings</h3>${timings(r.timings)}
       <h3>Artifact</h3>${rows([["quantized ops", esc(r.quantized_ops)], ["float ops", esc(r.float_ops)],
         ["ops", ops], ["simulation", esc(r.simulation)]])}
+      ${divergence(r.divergence)}
       <h3>Expected</h3>${rows([["status", esc(expected.status || "pass")], ["reason", link(expected.reason)],
         ["source", link(expected.source)]])}
       ${claim ? `<h3>Documented</h3>${rows([["claim", esc(claim.status) + ": " + esc(claim.claim)],
