@@ -109,6 +109,6 @@ def expand(
             for scheme in chosen("schemes", [s for s in schemes if s in mode.schemes]):
                 for backend in chosen("backends", [b for b in backends if b in mode.backends]):
                     for qspec in chosen("qspecs", qspecs):
-                        if qspecs[qspec].applies(mode_name, backend, scheme):
+                        if qspecs[qspec].applies(mode_name, backend, scheme, model):
                             cases.append(Case(model, models[model].kind, mode_name, scheme, qspec, backend))
     return cases

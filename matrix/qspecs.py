@@ -6,7 +6,15 @@ baseline every mode and backend can express.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+NATIVE = ("fbgemm", "x86", "qnnpack", "onednn")
+# The knobs of a quantization config are crossed with these models only: a conv path, a
+# linear path and a depthwise block are where a knob shows; operators and the other models
+# run the default qspec.
+KNOB_MODELS = ("conv_bn_relu", "mlp", "depthwise_separable")
+# Which backends each torch mode can express knobs for (matrix/qconfigs.py).
+KNOB_TARGETS = {"eager": NATIVE, "fx": NATIVE, "pt2e": ("inductor", "onnxruntime")}
 
 
 @dataclass(frozen=True)
@@ -19,16 +27,66 @@ class QSpec:
     # How a backend that exports to ONNX exports: "dynamo" (torch.onnx.export's default) or
     # "torchscript" (the legacy exporter, dynamo=False, the one PyTorch's guide was written for).
     onnx_exporter: str = "dynamo"
+    # Changes to the backend's default config (matrix/qconfigs.py); empty for named recipes.
+    knobs: dict[str, str] = field(default_factory=dict)
+    models: tuple[str, ...] | None = None
+    # mode -> the backends that mode can express this qspec for (None: any the mode targets).
+    targets: dict[str, tuple[str, ...]] | None = None
 
-    def applies(self, mode: str, backend: str, scheme: str | None = None) -> bool:
+    def applies(self, mode: str, backend: str, scheme: str | None = None, model: str | None = None) -> bool:
         return (
             (self.modes is None or mode in self.modes)
             and (self.backends is None or backend in self.backends)
             and (self.schemes is None or scheme is None or scheme in self.schemes)
+            and (self.models is None or model is None or model in self.models)
+            and (self.targets is None or backend in self.targets.get(mode, ()))
         )
 
 
 DEFAULT = "default"
+STATIC_AND_QAT = ("ptq_static", "qat")
+
+
+def knob(name: str, description: str, knobs: dict[str, str], schemes: tuple[str, ...] = STATIC_AND_QAT,
+         modes: tuple[str, ...] = ("eager", "fx", "pt2e"), also: dict[str, tuple[str, ...]] | None = None) -> QSpec:
+    """A qspec that changes the named knobs of the backend's default config; ``also`` adds
+    backends whose own quantizer config has this knob (and no other)."""
+    targets = {m: KNOB_TARGETS.get(m, ()) + (also or {}).get(m, ()) for m in {*modes, *(also or {})}}
+    return QSpec(name, description, modes=(*modes, *(m for m in also or {} if m not in modes)), schemes=schemes,
+                 knobs=knobs, models=KNOB_MODELS, targets=targets)
+
+
+# Quantizers whose config offers weight granularity alone (litert-torch's PT2EQuantizer).
+GRANULARITY_ONLY = {"pt2e": ("litert",)}
+
+KNOBS = (
+    knob("w_per_tensor", "weights per-tensor symmetric int8", {"weights": "per_tensor"}, also=GRANULARITY_ONLY),
+    knob("w_per_channel", "weights per-channel (per output channel) symmetric int8", {"weights": "per_channel"},
+         also=GRANULARITY_ONLY),
+    knob("w_restricted", "weights on [-127, 127] (symmetric restricted range)", {"weight_range": "restricted"}),
+    knob("w_full_range", "weights on [-128, 127]", {"weight_range": "full"}),
+    knob("a_symmetric", "activations per-tensor symmetric", {"activations": "symmetric"}),
+    knob("a_int8", "activations signed int8 [-128, 127], affine", {"activations": "int8"}),
+    knob("a_uint8", "activations unsigned [0, 255], affine, no reduce_range", {"activations": "uint8"}),
+    knob("a_reduce_range", "activations on [0, 127] (reduce_range)", {"activations": "reduce_range"}),
+    knob("a_int16", "activations int16 [-32768, 32767], weights int8", {"activations": "int16"}, modes=("pt2e",),
+         also={"aeq": ("litert",)}),
+    knob("obs_minmax", "activation observer MinMaxObserver", {"activation_observer": "minmax"},
+         schemes=("ptq_static",)),
+    knob("obs_moving_average", "activation observer MovingAverageMinMaxObserver",
+         {"activation_observer": "moving_average"}, schemes=("ptq_static",)),
+    knob("obs_histogram", "activation observer HistogramObserver", {"activation_observer": "histogram"},
+         schemes=("ptq_static",)),
+    knob("obs_w_per_channel_minmax", "weight observer PerChannelMinMaxObserver",
+         {"weight_observer": "per_channel_minmax"}, schemes=("ptq_static",)),
+    knob("obs_w_moving_average_per_channel", "weight observer MovingAveragePerChannelMinMaxObserver",
+         {"weight_observer": "moving_average_per_channel"}, schemes=("ptq_static",)),
+    knob("fq_fake_quantize", "QAT fake-quant FakeQuantize (observer and fake-quant as separate ops)",
+         {"fake_quant": "fake_quantize"}, schemes=("qat",)),
+    knob("fq_fused", "QAT fake-quant FusedMovingAvgObsFakeQuantize", {"fake_quant": "fused"}, schemes=("qat",)),
+    knob("fq_learnable", "QAT learnable step size (LSQ, _LearnableFakeQuantize), per-tensor weights",
+         {"fake_quant": "learnable", "weights": "per_tensor"}, schemes=("qat",), modes=("eager", "fx")),
+)
 
 QSPECS: dict[str, QSpec] = {
     q.name: q
@@ -58,5 +116,6 @@ QSPECS: dict[str, QSpec] = {
         # share its input's quantization parameters.
         QSpec("split_shared", "XNNPACKQuantizer, and split outputs sharing the split input's qparams",
               modes=("pt2e",), backends=("onnxruntime",), schemes=("ptq_static",)),
+        *KNOBS,
     )
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import resource
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,6 +37,7 @@ class CellContext:
     data: ModelData
     clock: StageClock
     artifacts: Path | None = None  # where a backend keeps what it deployed, when asked
+    handoff: dict = field(default_factory=dict)  # what a mode leaves for the backend's deploy
 
 
 def new_record(case: Case) -> dict:

@@ -26,6 +26,14 @@ SCHEMES: dict[str, Scheme] = {
             "post-training dynamic: int8 weights, activations quantized on the fly per call",
         ),
         Scheme(
+            "weight_only",
+            "weight-only: int8 weights dequantized to float for a float kernel; activations stay float",
+        ),
+        Scheme(
+            "fp16",
+            "float16: weights (and, where the backend has the kernels, compute) in half precision",
+        ),
+        Scheme(
             "qat",
             "quantization-aware training: fake-quant inserted, a few training steps, then convert",
             trains=True,

@@ -53,6 +53,10 @@ class Backend:
     unavailable_reason: Callable[[], str | None] = lambda: None
     activate: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     pt2e_quantizer: Callable[[str, str], Any] | None = None
+    # What the backend's deploy needs to know of the PT2E quantizer (CellContext.handoff).
+    pt2e_handoff: Callable[[Any], dict[str, Any]] | None = None
+    # convert_pt2e(fold_quantize=...): False keeps weights as quantize ops, as litert-torch needs.
+    pt2e_fold_quantize: bool = True
     # The quantized engine whose qconfigs and BackendConfig eager and FX use for this backend.
     engine: str | None = None
     # Deploys FX's reference (Q/DQ) model rather than convert_fx's quantized kernels.
@@ -83,6 +87,6 @@ def quantized_engine(engine: str) -> Iterator[None]:
 
 
 # One line per module that registers entries; their order is the order of the axis.
-BACKEND_MODULES = ("native", "inductor", "onnxruntime")
+BACKEND_MODULES = ("native", "inductor", "onnxruntime", "litert")
 for _module in BACKEND_MODULES:
     importlib.import_module(f"matrix.backends.{_module}")

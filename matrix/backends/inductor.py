@@ -15,6 +15,8 @@ import torch
 
 from matrix.backends import Backend, Deployed, Inspection, register
 from matrix.cell import Stage, Unavailable
+from matrix.qconfigs import pt2e_config
+from matrix.qspecs import QSPECS
 
 QUANTIZED_CALL = re.compile(r"torch\.ops\.onednn\.(q\w+)")
 FLOAT_CALL = re.compile(
@@ -62,7 +64,7 @@ def pt2e_quantizer(scheme: str, qspec: str):
     config = x86q.get_default_x86_inductor_quantization_config(
         is_qat=scheme == "qat", is_dynamic=scheme == "ptq_dynamic"
     )
-    return x86q.X86InductorQuantizer().set_global(config)
+    return x86q.X86InductorQuantizer().set_global(pt2e_config(config, QSPECS[qspec].knobs, scheme == "qat"))
 
 
 def unavailable_reason() -> str | None:

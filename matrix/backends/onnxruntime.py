@@ -24,6 +24,8 @@ import torch
 
 from matrix.backends import Backend, Deployed, Inspection, quantized_engine, register
 from matrix.cell import Stage, Unavailable, first_line
+from matrix.qconfigs import pt2e_config
+from matrix.qspecs import QSPECS
 
 PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 # The qconfigs and BackendConfig that eager and FX use when they target ONNX Runtime.
@@ -256,9 +258,9 @@ def pt2e_quantizer(scheme: str, qspec: str):
         from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
     except ImportError as exc:
         raise Unavailable(f"torchao's XNNPACKQuantizer not found: {exc}") from exc
-    config = get_symmetric_quantization_config(
+    config = pt2e_config(get_symmetric_quantization_config(
         is_per_channel=True, is_qat=scheme == "qat", is_dynamic=scheme == "ptq_dynamic"
-    )
+    ), QSPECS[qspec].knobs, scheme == "qat")
     quantizer = XNNPACKQuantizer().set_global(config)
     if qspec != SPLIT_SHARED:
         return quantizer

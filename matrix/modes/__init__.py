@@ -84,9 +84,7 @@ def train(
         to_eval(model)
 
 
-from matrix.modes import eager, fx, ort, pt2e  # noqa: E402,F401  (registers the modes)
-
 # One line per module that registers entries; their order is the order of the axis.
-MODE_MODULES = ("eager", "fx", "pt2e", "ort")
+MODE_MODULES = ("eager", "fx", "pt2e", "ort", "litert")
 for _module in MODE_MODULES:
     importlib.import_module(f"matrix.modes.{_module}")

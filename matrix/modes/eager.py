@@ -14,6 +14,7 @@ from torch import nn
 from matrix.cell import Stage
 from matrix.modes import Mode, Quantized, calibrate, register, train
 from matrix.modes.simulation import dynamic_simulation, qat_simulation, static_simulation
+from matrix.qconfigs import torch_qconfig
 
 if TYPE_CHECKING:
     from matrix.runner import CellContext
@@ -42,6 +43,14 @@ def _capture(ctx: CellContext, training: bool) -> nn.Module:
         return model.train(training)
 
 
+def qconfig_for(ctx: CellContext, qat: bool) -> tq.QConfig:
+    """The engine's default (QAT) qconfig, with the cell's qspec knobs applied."""
+    engine = ctx.backend.qengine
+    if ctx.qspec.knobs:
+        return torch_qconfig(ctx.qspec.knobs, engine, qat)
+    return tq.get_default_qat_qconfig(engine) if qat else tq.get_default_qconfig(engine)
+
+
 def _assign_qconfig(model: nn.Module, qconfig: tq.QConfig, embedding_qconfig: tq.QConfig) -> None:
     model.qconfig = qconfig
     for module in model.modules():
@@ -62,7 +71,7 @@ def quantize(ctx: CellContext) -> Quantized:
     if scheme == "ptq_static":
         model = _capture(ctx, training=False)
         with ctx.clock.stage(Stage.PREPARE):
-            _assign_qconfig(model, tq.get_default_qconfig(engine), tq.float_qparams_weight_only_qconfig)
+            _assign_qconfig(model, qconfig_for(ctx, qat=False), tq.float_qparams_weight_only_qconfig)
             tq.prepare(model, inplace=True)
         calibrate(model, ctx)
         with ctx.clock.stage(Stage.CONVERT):
@@ -72,7 +81,8 @@ def quantize(ctx: CellContext) -> Quantized:
     model = _capture(ctx, training=True)
     with ctx.clock.stage(Stage.PREPARE):
         version = 0 if ctx.qspec.name in (*OBSERVED, *OBSERVED_BN_FOLDED) else 1
-        _assign_qconfig(model, tq.get_default_qat_qconfig(engine, version), tq.default_embedding_qat_qconfig)
+        qconfig = qconfig_for(ctx, qat=True) if ctx.qspec.knobs else tq.get_default_qat_qconfig(engine, version)
+        _assign_qconfig(model, qconfig, tq.default_embedding_qat_qconfig)
         tq.prepare_qat(model, inplace=True)
     train(model, ctx)
     with ctx.clock.stage(Stage.CONVERT):
@@ -112,3 +122,24 @@ register(Mode(
     "eager", "eager mode: QuantStub/DeQuantStub, fuse_modules, qconfig, prepare/convert",
     backends=(*NATIVE, "onnxruntime"), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
 ))
+
+
+def recipe_simulation(ctx: CellContext, activation_bits: int = 8) -> nn.Module:
+    """The PyTorch fake-quant of a TFLite-style recipe on the float model: per-tensor MinMax
+    activations (int8 affine, or int16 symmetric), per-channel symmetric int8 weights on
+    [-127, 127], conv-bn(-relu) fused, calibrated on the cell's calibration batches. The
+    simulation of a quantizer that works outside PyTorch (TFLite's, ai-edge-quantizer's)."""
+    from torch.ao.quantization import observer as ob
+
+    model = _capture(ctx, training=False)
+    if activation_bits == 16:
+        activation = ob.MinMaxObserver.with_args(dtype=torch.qint32, qscheme=torch.per_tensor_symmetric,
+                                                 quant_min=-32768, quant_max=32767)
+    else:
+        activation = ob.MinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_tensor_affine)
+    weight = ob.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
+                                                   quant_min=-127, quant_max=127)
+    _assign_qconfig(model, tq.QConfig(activation=activation, weight=weight), tq.float_qparams_weight_only_qconfig)
+    tq.prepare(model, inplace=True)
+    calibrate(model, ctx)
+    return static_simulation(model)

@@ -15,6 +15,7 @@ from matrix.cell import Stage
 from matrix.modes import Mode, Quantized, calibrate, register, train
 from matrix.modes.eager import NATIVE
 from matrix.modes.simulation import qat_simulation
+from matrix.qconfigs import torch_qconfig
 
 if TYPE_CHECKING:
     from matrix.runner import CellContext
@@ -27,12 +28,15 @@ BACKEND_CONFIGS = {
 }
 
 
-def qconfig_mapping(scheme: str, engine: str) -> tq.QConfigMapping:
+def qconfig_mapping(scheme: str, engine: str, knobs: dict[str, str] | None = None) -> tq.QConfigMapping:
+    """The engine's default mapping; a qspec's knobs change its global qconfig (the fixed-qparams
+    entries for sigmoid, softmax, ... stay)."""
     if scheme == "ptq_dynamic":
         return tq.QConfigMapping().set_global(tq.default_dynamic_qconfig)
-    if scheme == "qat":
-        return tq.get_default_qat_qconfig_mapping(engine)
-    return tq.get_default_qconfig_mapping(engine)
+    mapping = tq.get_default_qat_qconfig_mapping(engine) if scheme == "qat" else tq.get_default_qconfig_mapping(engine)
+    if knobs:
+        mapping.set_global(torch_qconfig(knobs, engine, qat=scheme == "qat"))
+    return mapping
 
 
 def quantize(ctx: CellContext) -> Quantized:
@@ -44,7 +48,7 @@ def quantize(ctx: CellContext) -> Quantized:
     backend_config = BACKEND_CONFIGS[engine]()
     with ctx.clock.stage(Stage.PREPARE):
         prepare = quantize_fx.prepare_qat_fx if training else quantize_fx.prepare_fx
-        model = prepare(model, qconfig_mapping(scheme, engine), ctx.data.calibration[0],
+        model = prepare(model, qconfig_mapping(scheme, engine, ctx.qspec.knobs), ctx.data.calibration[0],
                         backend_config=backend_config)
     if training:
         train(model, ctx)

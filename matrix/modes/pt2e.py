@@ -63,6 +63,8 @@ def quantize(ctx: CellContext) -> Quantized:
         ctx.float_model.eval()
     with ctx.clock.stage(Stage.PREPARE):
         quantizer = ctx.backend.pt2e_quantizer(ctx.scheme.name, ctx.qspec.name)
+        if ctx.backend.pt2e_handoff is not None:
+            ctx.handoff.update(ctx.backend.pt2e_handoff(quantizer))
         prepare = pt2e.prepare_qat_pt2e if training else pt2e.prepare_pt2e
         model = prepare(model, quantizer)
     if training:
@@ -71,12 +73,12 @@ def quantize(ctx: CellContext) -> Quantized:
         # Dynamic quantization still runs the observers once, to place the Q/DQ pattern.
         calibrate(model, ctx)
     with ctx.clock.stage(Stage.CONVERT):
-        quantized = pt2e.convert_pt2e(model)
+        quantized = pt2e.convert_pt2e(model, fold_quantize=ctx.backend.pt2e_fold_quantize)
     return Quantized(quantized, quantized, "the converted PT2E model run eagerly (Q/DQ in float)")
 
 
 register(Mode(
     "pt2e", "PT2E: torch.export + the backend's Quantizer + prepare_pt2e / convert_pt2e",
-    backends=("inductor", "onnxruntime"), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    backends=("inductor", "onnxruntime", "litert"), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
     unavailable_reason=unavailable_reason,
 ))

@@ -35,8 +35,11 @@ class FixedFakeQuant(nn.Module):
         scale, zero_point = observer.calculate_qparams()
         self.register_buffer("scale", scale.float().flatten())
         self.register_buffer("zero_point", zero_point.int().flatten())
-        info = torch.iinfo(observer.dtype)
-        self.quant_min, self.quant_max = info.min, info.max
+        if observer.dtype == torch.qint32:  # a 16-bit grid (int16 activations) kept in qint32
+            self.quant_min, self.quant_max = observer.quant_min, observer.quant_max
+        else:
+            info = torch.iinfo(observer.dtype)
+            self.quant_min, self.quant_max = info.min, info.max
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qparams = (float(self.scale[0]), int(self.zero_point[0]), self.quant_min, self.quant_max)
@@ -67,7 +70,7 @@ def static_simulation(prepared: nn.Module) -> nn.Module:
     sim = copy.deepcopy(prepared)
     for module in sim.modules():
         observer = getattr(module, "activation_post_process", None)
-        if isinstance(observer, ObserverBase) and observer.dtype in (torch.quint8, torch.qint8):
+        if isinstance(observer, ObserverBase) and observer.dtype in (torch.quint8, torch.qint8, torch.qint32):
             module.activation_post_process = FixedFakeQuant(observer)
         qconfig = getattr(module, "qconfig", None)
         if qconfig is not None and type(module) in WEIGHTED:
@@ -134,4 +137,26 @@ def dynamic_simulation(model: nn.Module) -> nn.Module:
                     observer = default_dynamic_qconfig.weight()
                     observer(param.detach())
                     param.data = _quantize_weight(param.detach().float(), observer).dequantize()
+    return sim
+
+
+def weight_only_simulation(model: nn.Module) -> nn.Module:
+    """Weights of linear and conv layers quantize-dequantized per channel (symmetric int8);
+    activations stay float."""
+    from torch.ao.quantization import default_per_channel_weight_observer
+
+    sim = copy.deepcopy(model)
+    for module in sim.modules():
+        if type(module) in WEIGHTED and not isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            _fake_quant_weight(module, default_per_channel_weight_observer())
+    return sim
+
+
+def fp16_simulation(model: nn.Module) -> nn.Module:
+    """Every float parameter rounded to float16 and back."""
+    sim = copy.deepcopy(model)
+    with torch.no_grad():
+        for param in sim.parameters():
+            if param.is_floating_point():
+                param.copy_(param.half().float())
     return sim

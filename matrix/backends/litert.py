@@ -1,0 +1,212 @@
+"""LiteRT (TFLite): a .tflite flatbuffer run by the LiteRT interpreter (``ai-edge-litert``).
+
+A PyTorch model reaches it through ``litert_torch.convert`` (a PT2E model quantized by
+litert-torch's own PT2EQuantizer is converted with that quantizer in its QuantConfig; a
+float model with a recipe the mode chose); the ``keras`` and ``aeq`` modes hand over a
+.tflite they already made (:class:`TFLiteModel`). The interpreter runs with its builtin
+kernels only (no default XNNPACK delegate), so the op list is what runs.
+
+Inspection reads every op's input tensors: a compute op (conv, fully connected, batch
+matmul, LSTM, ...) whose activation input is int8 or int16 computes in integers; one whose
+activation is float but whose weight is int8 is a dynamic-range (hybrid) kernel, which
+quantizes its input per call and counts as quantized; a float op fed by a DEQUANTIZE of
+int8 or float16 weights (weight-only, fp16) computes in float.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import logging
+import os
+import warnings
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import torch
+
+from matrix.backends import Backend, Deployed, Inspection, register
+from matrix.cell import Stage
+from matrix.qconfigs import Inexpressible
+from matrix.qspecs import QSPECS
+
+PACKAGES = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
+COMPUTE_OPS = {
+    "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
+    "SVDF", "EMBEDDING_LOOKUP",
+}
+INTEGER = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8", np.dtype(np.int16): "int16x8"}
+# Handed from a mode to this backend through CellContext.handoff.
+QUANT_CONFIG = "litert_quant_config"
+
+
+def quiet() -> None:
+    """Before TensorFlow or litert-torch is imported: their C++ and progress logging off."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "0")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+    warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+
+
+@functools.cache
+def litert_torch() -> Any:
+    quiet()
+    import litert_torch as module
+
+    return module
+
+
+def interpreter(content: bytes) -> Any:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    found = Interpreter(model_content=content,
+                        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    found.allocate_tensors()
+    return found
+
+
+def inspect_tflite(found: Any) -> Inspection:
+    """Integer and float compute ops of a loaded model, by op name (``FULLY_CONNECTED[hybrid]``
+    for a dynamic-range kernel); I/O dtypes and the op list's shape in the notes."""
+    tensors = {t["index"]: t for t in found.get_tensor_details()}
+    ops = found._get_ops_details()
+    producers = {out: op for op in ops for out in op["outputs"]}
+    inspection = Inspection()
+    kinds: Counter[str] = Counter()
+    for op in ops:
+        name = op["op_name"]
+        kinds[name] += 1
+        if name not in COMPUTE_OPS or not len(op["inputs"]):
+            continue
+        dtypes = [np.dtype(tensors[i]["dtype"]) if i >= 0 else None for i in op["inputs"]]
+        activation = dtypes[0] if name != "EMBEDDING_LOOKUP" else (dtypes[1] if len(dtypes) > 1 else None)
+        weight = dtypes[1] if len(dtypes) > 1 and name != "EMBEDDING_LOOKUP" else None
+        if activation in INTEGER:
+            inspection.quantized[f"{name}[{INTEGER[activation]}]"] += 1
+        elif weight in INTEGER:
+            inspection.quantized[f"{name}[hybrid]"] += 1
+        else:
+            source = producers.get(op["inputs"][1]) if len(op["inputs"]) > 1 else None
+            via = ""
+            if source is not None and source["op_name"] == "DEQUANTIZE":
+                via = "[dequantized " + np.dtype(tensors[source["inputs"][0]]["dtype"]).name + " weights]"
+            inspection.floating[name + via] += 1
+    inspection.notes.update(
+        inputs=[np.dtype(d["dtype"]).name for d in found.get_input_details()],
+        outputs=[np.dtype(d["dtype"]).name for d in found.get_output_details()],
+        ops=dict(kinds),
+    )
+    return inspection
+
+
+def _quantize(array: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f" or not scale:
+        return array.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(array / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(array: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if np.dtype(detail["dtype"]).kind == "f" or not scale:
+        return array.astype(np.float32)
+    return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+class TFLiteModel(torch.nn.Module):
+    """A .tflite model as a module: quantizes integer inputs and dequantizes integer outputs
+    with the parameters stored in the model. ``channels_last`` models (Keras twins) take and
+    return NHWC: rank-4 tensors are permuted on the way in and out."""
+
+    def __init__(self, content: bytes, channels_last: bool = False) -> None:
+        super().__init__()
+        self.content = content
+        self.channels_last = channels_last
+        self._interpreter = None
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self._interpreter is None:
+            self._interpreter = interpreter(self.content)
+        run = self._interpreter
+        details = sorted(run.get_input_details(), key=lambda d: d["index"])
+        for detail, tensor in zip(details, inputs):
+            array = tensor.detach().numpy()
+            if self.channels_last and array.ndim == 4:
+                array = array.transpose(0, 2, 3, 1)
+            if tuple(detail["shape"]) != array.shape:
+                run.resize_tensor_input(detail["index"], array.shape)
+                run.allocate_tensors()
+            run.set_tensor(detail["index"], _quantize(array, detail))
+        run.invoke()
+        detail = run.get_output_details()[0]
+        output = _dequantize(run.get_tensor(detail["index"]), detail)
+        if self.channels_last and output.ndim == 4:
+            output = output.transpose(0, 3, 1, 2)
+        return torch.from_numpy(np.ascontiguousarray(output))
+
+
+def convert(model: torch.nn.Module, example: tuple[torch.Tensor, ...], quant_config: Any = None) -> bytes:
+    edge = litert_torch().convert(model.eval(), example, quant_config=quant_config)
+    return edge.tflite_model() if hasattr(edge, "tflite_model") else edge.model_content()
+
+
+def deploy(ctx, model: torch.nn.Module) -> Deployed:
+    if isinstance(model, TFLiteModel):
+        content, channels_last = model.content, model.channels_last
+    else:
+        with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
+            content = convert(model, ctx.data.calibration[0], ctx.handoff.get(QUANT_CONFIG))
+        channels_last = False
+    if ctx.artifacts is not None:
+        ctx.artifacts.mkdir(parents=True, exist_ok=True)
+        (ctx.artifacts / "model.tflite").write_bytes(content)
+    with ctx.clock.stage(Stage.LOAD):
+        deployed = TFLiteModel(content, channels_last)
+        found = interpreter(content)
+        inspection = inspect_tflite(found)
+        inspection.notes["size_bytes"] = len(content)
+    return Deployed(deployed, inspection)
+
+
+def pt2e_quantizer(scheme: str, qspec: str) -> Any:
+    """litert-torch's own PT2EQuantizer: symmetric int8, per-channel weights unless the
+    qspec asks for per-tensor. The mode hands it on, so conversion gets it in its QuantConfig."""
+    litert_torch()
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+    knobs = dict(QSPECS[qspec].knobs)
+    per_channel = knobs.pop("weights", "per_channel") == "per_channel"
+    if knobs:
+        raise Inexpressible(f"litert-torch's quantizer config has no knob for {sorted(knobs)}")
+    config = get_symmetric_quantization_config(
+        is_per_channel=per_channel, is_qat=scheme == "qat", is_dynamic=scheme == "ptq_dynamic")
+    return PT2EQuantizer().set_global(config)
+
+
+def pt2e_handoff(quantizer: Any) -> dict[str, Any]:
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    return {QUANT_CONFIG: QuantConfig(pt2e_quantizer=quantizer)}
+
+
+def unavailable_reason() -> str | None:
+    missing = [package for module, package in PACKAGES.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        return f"missing package(s) {', '.join(missing)} (pip install 'qmatrix[litert]')"
+    return None
+
+
+register(Backend(
+    "litert", "tflite",
+    "converted to .tflite (litert_torch.convert, or a Keras / TFLite quantizer) and run by the LiteRT "
+    "interpreter's builtin kernels",
+    deploy=deploy, unavailable_reason=unavailable_reason, activate=contextlib.nullcontext,
+    pt2e_quantizer=pt2e_quantizer, pt2e_handoff=pt2e_handoff, pt2e_fold_quantize=False,
+))

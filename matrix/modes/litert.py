@@ -1,0 +1,107 @@
+"""Float PyTorch models quantized on the way to, or after, TFLite.
+
+``litert_recipe``: ``litert_torch.convert`` with one of litert-torch's quantization
+recipes (the guide's "float model, quantized during conversion"): dynamic-range int8,
+int8 weight-only, float16 weights. The conversion itself happens in the backend's
+export stage; the mode picks the recipe.
+
+``aeq``: the float model converted to .tflite, then quantized by ai-edge-quantizer
+(LiteRT's counterpart of ONNX Runtime's quantizer) with a recipe per scheme:
+``static_wi8_ai8`` (``static_wi8_ai16`` for the ``a_int16`` qspec), ``dynamic_wi8_afp32``,
+``weight_only_wi8_afp32``. Static recipes calibrate on the cell's calibration batches
+with min/max statistics (``qsv_utils.min_max_update``; the Quantizer's own default
+averages per-batch ranges).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from matrix.backends.litert import QUANT_CONFIG, TFLiteModel, convert, litert_torch
+from matrix.backends.litert import unavailable_reason as litert_unavailable
+from matrix.cell import Stage
+from matrix.modes import Mode, Quantized, register
+from matrix.modes.eager import recipe_simulation
+from matrix.modes.simulation import dynamic_simulation, fp16_simulation, weight_only_simulation
+
+if TYPE_CHECKING:
+    from matrix.runner import CellContext
+
+LITERT_RECIPES = {"ptq_dynamic": "full_dynamic_recipe", "weight_only": "full_weight_only_recipe",
+                  "fp16": "full_fp16_recipe"}
+AEQ_RECIPES = {"ptq_static": "static_wi8_ai8", "ptq_dynamic": "dynamic_wi8_afp32",
+               "weight_only": "weight_only_wi8_afp32"}
+INT16 = "a_int16"
+
+
+def simulation_for(ctx: CellContext, activation_bits: int = 8) -> tuple:
+    model = copy.deepcopy(ctx.float_model).eval()
+    scheme = ctx.scheme.name
+    if scheme == "ptq_dynamic":
+        return dynamic_simulation(model), "PyTorch's dynamic simulation: weights QDQ, inputs fake-quantized per call"
+    if scheme == "weight_only":
+        return weight_only_simulation(model), "weights quantize-dequantized per channel, activations float"
+    if scheme == "fp16":
+        return fp16_simulation(model), "parameters rounded to float16"
+    return (recipe_simulation(ctx, activation_bits),
+            f"PyTorch fake-quant of the recipe: MinMax int{activation_bits} activations, per-channel int8 weights")
+
+
+def quantize_litert_recipe(ctx: CellContext) -> Quantized:
+    with ctx.clock.stage(Stage.PREPARE):
+        litert_torch()
+        from litert_torch.generative.quantize import quant_recipes
+
+        ctx.handoff[QUANT_CONFIG] = getattr(quant_recipes, LITERT_RECIPES[ctx.scheme.name])()
+    with ctx.clock.stage(Stage.CONVERT):
+        simulation, kind = simulation_for(ctx)
+    return Quantized(copy.deepcopy(ctx.float_model).eval(), simulation, kind)
+
+
+def quantize_aeq(ctx: CellContext) -> Quantized:
+    example = ctx.data.calibration[0]
+    with ctx.clock.stage(Stage.CAPTURE):
+        float_tflite = convert(copy.deepcopy(ctx.float_model), example)
+    bits = 16 if ctx.qspec.name == INT16 else 8
+    with ctx.clock.stage(Stage.PREPARE):
+        from ai_edge_quantizer import calibrator, quantizer, recipe
+
+        quantizing = quantizer.Quantizer(float_tflite)
+        name = "static_wi8_ai16" if bits == 16 else AEQ_RECIPES[ctx.scheme.name]
+        quantizing.load_quantization_recipe(getattr(recipe, name)())
+    statistics = None
+    if quantizing.need_calibration:
+        with ctx.clock.stage(Stage.CALIBRATE):
+            from ai_edge_quantizer.utils import qsv_utils
+
+            names = _input_names(float_tflite)
+            feeds = [{n: t.numpy().astype(np.float32) for n, t in zip(names, batch)} for batch in ctx.data.calibration]
+            calibrating = calibrator.Calibrator(float_tflite, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+            calibrating.calibrate({"serving_default": feeds}, quantizing._recipe_manager)
+            statistics = calibrating.get_model_qsvs()
+    with ctx.clock.stage(Stage.CONVERT):
+        result = quantizing.quantize(statistics, enable_progress_report=False)
+        simulation, kind = simulation_for(ctx, bits)
+    return Quantized(TFLiteModel(bytes(result.quantized_model)), simulation, kind)
+
+
+def _input_names(content: bytes) -> list[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=content).get_signature_runner("serving_default")
+    return list(runner.get_input_details())
+
+
+register(Mode(
+    "litert_recipe", "litert_torch.convert of the float model with a litert-torch quantization recipe",
+    backends=("litert",), schemes=tuple(LITERT_RECIPES), quantize=quantize_litert_recipe,
+    unavailable_reason=litert_unavailable,
+))
+register(Mode(
+    "aeq", "ai-edge-quantizer on the float model's .tflite (static / dynamic / weight-only recipes)",
+    backends=("litert",), schemes=tuple(AEQ_RECIPES), quantize=quantize_aeq,
+    unavailable_reason=litert_unavailable,
+))
