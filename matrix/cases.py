@@ -106,6 +106,8 @@ def expand(
     for model in chosen("models", models):
         for mode_name in chosen("modes", modes):
             mode = modes[mode_name]
+            if getattr(mode, "models", None) is not None and model not in mode.models:
+                continue
             for scheme in chosen("schemes", [s for s in schemes if s in mode.schemes]):
                 for backend in chosen("backends", [b for b in backends if b in mode.backends]):
                     for qspec in chosen("qspecs", qspecs):

@@ -32,12 +32,14 @@ class QSpec:
     models: tuple[str, ...] | None = None
     # mode -> the backends that mode can express this qspec for (None: any the mode targets).
     targets: dict[str, tuple[str, ...]] | None = None
+    # mode -> the schemes that mode can express this qspec for (else ``schemes``).
+    mode_schemes: dict[str, tuple[str, ...]] | None = None
 
     def applies(self, mode: str, backend: str, scheme: str | None = None, model: str | None = None) -> bool:
         return (
             (self.modes is None or mode in self.modes)
             and (self.backends is None or backend in self.backends)
-            and (self.schemes is None or scheme is None or scheme in self.schemes)
+            and (scheme is None or scheme in ((self.mode_schemes or {}).get(mode) or self.schemes or (scheme,)))
             and (self.models is None or model is None or model in self.models)
             and (self.targets is None or backend in self.targets.get(mode, ()))
         )
@@ -48,12 +50,13 @@ STATIC_AND_QAT = ("ptq_static", "qat")
 
 
 def knob(name: str, description: str, knobs: dict[str, str], schemes: tuple[str, ...] = STATIC_AND_QAT,
-         modes: tuple[str, ...] = ("eager", "fx", "pt2e"), also: dict[str, tuple[str, ...]] | None = None) -> QSpec:
+         modes: tuple[str, ...] = ("eager", "fx", "pt2e"), also: dict[str, tuple[str, ...]] | None = None,
+         mode_schemes: dict[str, tuple[str, ...]] | None = None) -> QSpec:
     """A qspec that changes the named knobs of the backend's default config; ``also`` adds
     backends whose own quantizer config has this knob (and no other)."""
     targets = {m: KNOB_TARGETS.get(m, ()) + (also or {}).get(m, ()) for m in {*modes, *(also or {})}}
     return QSpec(name, description, modes=(*modes, *(m for m in also or {} if m not in modes)), schemes=schemes,
-                 knobs=knobs, models=KNOB_MODELS, targets=targets)
+                 knobs=knobs, models=KNOB_MODELS, targets=targets, mode_schemes=mode_schemes)
 
 
 # Quantizers whose config offers weight granularity alone (litert-torch's PT2EQuantizer).
@@ -70,7 +73,8 @@ KNOBS = (
     knob("a_uint8", "activations unsigned [0, 255], affine, no reduce_range", {"activations": "uint8"}),
     knob("a_reduce_range", "activations on [0, 127] (reduce_range)", {"activations": "reduce_range"}),
     knob("a_int16", "activations int16 [-32768, 32767], weights int8", {"activations": "int16"}, modes=("pt2e",),
-         also={"aeq": ("litert",)}),
+         also={"aeq": ("litert",), "keras": ("litert",)},
+         mode_schemes={"aeq": ("ptq_static",), "keras": ("ptq_static",)}),
     knob("obs_minmax", "activation observer MinMaxObserver", {"activation_observer": "minmax"},
          schemes=("ptq_static",)),
     knob("obs_moving_average", "activation observer MovingAverageMinMaxObserver",
@@ -117,5 +121,7 @@ QSPECS: dict[str, QSpec] = {
         QSpec("split_shared", "XNNPACKQuantizer, and split outputs sharing the split input's qparams",
               modes=("pt2e",), backends=("onnxruntime",), schemes=("ptq_static",)),
         *KNOBS,
+        QSpec("io_int8", "TFLiteConverter full-integer with int8 model inputs and outputs (inference_input_type)",
+              modes=("keras",), schemes=("ptq_static",)),
     )
 }

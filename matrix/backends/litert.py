@@ -153,8 +153,12 @@ class TFLiteModel(torch.nn.Module):
 
 
 def convert(model: torch.nn.Module, example: tuple[torch.Tensor, ...], quant_config: Any = None) -> bytes:
-    edge = litert_torch().convert(model.eval(), example, quant_config=quant_config)
-    return edge.tflite_model() if hasattr(edge, "tflite_model") else edge.model_content()
+    """``litert_torch.convert`` to .tflite bytes. A graph from torch.export is already in
+    eval mode (PT2E moved it there); a plain module is put there."""
+    if not isinstance(model, torch.fx.GraphModule):
+        model.eval()
+    edge = litert_torch().convert(model, example, quant_config=quant_config)
+    return bytes(edge.model_content())
 
 
 def deploy(ctx, model: torch.nn.Module) -> Deployed:

@@ -41,6 +41,8 @@ class Mode:
     schemes: tuple[str, ...]
     quantize: Callable[[CellContext], Quantized]
     unavailable_reason: Callable[[], str | None] = lambda: None
+    # The models the mode has a code path for (None: every model).
+    models: tuple[str, ...] | None = None
 
 
 MODES: dict[str, Mode] = {}
@@ -85,6 +87,6 @@ def train(
 
 
 # One line per module that registers entries; their order is the order of the axis.
-MODE_MODULES = ("eager", "fx", "pt2e", "ort", "litert")
+MODE_MODULES = ("eager", "fx", "pt2e", "ort", "litert", "keras")
 for _module in MODE_MODULES:
     importlib.import_module(f"matrix.modes.{_module}")
