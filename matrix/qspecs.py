@@ -59,8 +59,8 @@ def knob(name: str, description: str, knobs: dict[str, str], schemes: tuple[str,
                  knobs=knobs, models=KNOB_MODELS, targets=targets, mode_schemes=mode_schemes)
 
 
-# Quantizers whose config offers weight granularity alone (litert-torch's PT2EQuantizer).
-GRANULARITY_ONLY = {"pt2e": ("litert",)}
+# Quantizers whose config offers weight granularity alone (litert-torch's, ExecuTorch's XNNPACK).
+GRANULARITY_ONLY = {"pt2e": ("litert", "executorch_xnnpack")}
 
 KNOBS = (
     knob("w_per_tensor", "weights per-tensor symmetric int8", {"weights": "per_tensor"}, also=GRANULARITY_ONLY),
@@ -121,6 +121,10 @@ QSPECS: dict[str, QSpec] = {
         QSpec("split_shared", "XNNPACKQuantizer, and split outputs sharing the split input's qparams",
               modes=("pt2e",), backends=("onnxruntime",), schemes=("ptq_static",)),
         *KNOBS,
+        QSpec("nncf_torch", "NNCF quantizes the PyTorch module (nncf.quantize on nn.Module), then converted",
+              modes=("nncf",), schemes=("ptq_static",)),
+        QSpec("nncf_onnx", "NNCF quantizes the model exported to ONNX (nncf.quantize on the ModelProto)",
+              modes=("nncf",), schemes=("ptq_static",)),
         QSpec("io_int8", "TFLiteConverter full-integer with int8 model inputs and outputs (inference_input_type)",
               modes=("keras",), schemes=("ptq_static",)),
     )

@@ -152,6 +152,12 @@ def export(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path
     return onnx.load(str(path))
 
 
+def input_names_of(model: Any) -> list[str]:
+    """The names of an ONNX model's real inputs (initializers listed as inputs left out)."""
+    initializers = {i.name for i in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in initializers]
+
+
 def exporter_error(exc: Exception) -> Exception:
     """The exporter's error, same type, with its first line naming the exception at the root
     of the chain (the exporter's own first line only says which of its steps failed)."""

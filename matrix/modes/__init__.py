@@ -87,6 +87,6 @@ def train(
 
 
 # One line per module that registers entries; their order is the order of the axis.
-MODE_MODULES = ("eager", "fx", "pt2e", "ort", "litert", "keras")
+MODE_MODULES = ("eager", "fx", "pt2e", "ort", "litert", "keras", "nncf")
 for _module in MODE_MODULES:
     importlib.import_module(f"matrix.modes.{_module}")

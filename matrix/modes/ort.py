@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from matrix.backends.onnxruntime import OnnxModel, export
+from matrix.backends.onnxruntime import OnnxModel, export, input_names_of
 from matrix.backends.onnxruntime import unavailable_reason as onnx_unavailable
 from matrix.cell import Stage
 from matrix.modes import Mode, Quantized, register
@@ -45,9 +45,7 @@ class CalibrationReader:
 def input_names(path: Path) -> list[str]:
     import onnx
 
-    graph = onnx.load(str(path)).graph
-    initializers = {i.name for i in graph.initializer}
-    return [i.name for i in graph.input if i.name not in initializers]
+    return input_names_of(onnx.load(str(path)))
 
 
 def quantize_static(source: Path, target: Path, ctx: CellContext, qoperator: bool, per_channel: bool) -> bytes:

@@ -79,6 +79,7 @@ def quantize(ctx: CellContext) -> Quantized:
 
 register(Mode(
     "pt2e", "PT2E: torch.export + the backend's Quantizer + prepare_pt2e / convert_pt2e",
-    backends=("inductor", "onnxruntime", "litert"), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    backends=("inductor", "onnxruntime", "litert", "executorch_xnnpack"), schemes=("ptq_static", "ptq_dynamic", "qat"),
+    quantize=quantize,
     unavailable_reason=unavailable_reason,
 ))

@@ -1,0 +1,111 @@
+"""OpenVINO: a model NNCF quantized, compiled and run by the OpenVINO CPU plugin.
+
+The ``nncf`` mode hands over an OpenVINO model (:class:`OpenVinoModel`). It is compiled
+with the CPU plugin's float precision at f32 (the default on a bf16-capable CPU would
+run float layers in bf16) and with snippets off, so that every layer stays a node of
+the runtime model (with snippets a small quantized MLP becomes one opaque f32 node; the
+outputs are the same). Inspection reads each runtime layer's ``runtimePrecision``: a
+convolution, fully connected, matmul or RNN layer that runs in i8/u8 on an i8/u8
+input is integer compute; one that runs in i8/u8 weights on a float input is a
+weight-only layer and counts as float.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from matrix.backends import Backend, Deployed, Inspection, register
+from matrix.cell import Stage
+
+COMPUTE = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "RNNSeq", "RNNCell",
+           "TensorIterator"}
+INTEGER = {"i8", "u8"}
+COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "SNIPPETS_MODE": "DISABLE"}
+
+
+@functools.cache
+def openvino() -> Any:
+    import openvino as ov
+
+    return ov
+
+
+@functools.cache
+def nncf() -> Any:
+    import nncf as module
+    import rich
+
+    module.set_log_level(logging.ERROR)
+    rich.get_console().quiet = True
+    return module
+
+
+class OpenVinoModel(torch.nn.Module):
+    """An OpenVINO model (ov.Model) as a module; compiled on first use with COMPILE_CONFIG."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.ov_model = model
+        self._compiled = None
+
+    def compiled(self) -> Any:
+        if self._compiled is None:
+            self._compiled = openvino().Core().compile_model(self.ov_model, "CPU", COMPILE_CONFIG)
+        return self._compiled
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        result = self.compiled()([t.detach().numpy() for t in inputs])
+        return torch.from_numpy(np.asarray(result[0]).copy())
+
+
+def inspect_compiled(compiled: Any) -> Inspection:
+    inspection = Inspection()
+    layers: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+        layers[kind] = layers.get(kind, 0) + 1
+        if kind not in COMPUTE:
+            continue
+        precision = info["runtimePrecision"].astype(str).lower() if "runtimePrecision" in info else "?"
+        activation = op.get_input_element_type(0).get_type_name().lower() if op.get_input_size() else "?"
+        if precision in INTEGER and activation in INTEGER:
+            inspection.quantized[f"{kind}[{precision}]"] += 1
+        elif precision in INTEGER:
+            inspection.floating[f"{kind}[{activation} input, {precision} weights]"] += 1
+        else:
+            inspection.floating[f"{kind}[{precision}]"] += 1
+    inspection.notes.update(runtime_layers=layers, compile_config=COMPILE_CONFIG)
+    return inspection
+
+
+def deploy(ctx, model: torch.nn.Module) -> Deployed:
+    if not isinstance(model, OpenVinoModel):
+        raise TypeError(f"the openvino backend deploys an OpenVINO model, not {type(model).__name__}")
+    with ctx.clock.stage(Stage.LOAD):
+        compiled = model.compiled()
+        inspection = inspect_compiled(compiled)
+    if ctx.artifacts is not None:
+        ctx.artifacts.mkdir(parents=True, exist_ok=True)
+        openvino().save_model(model.ov_model, str(ctx.artifacts / "model.xml"))
+    return Deployed(model, inspection)
+
+
+def unavailable_reason() -> str | None:
+    missing = [name for name in ("openvino", "nncf") if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"missing package(s) {', '.join(missing)} (pip install 'qmatrix[openvino]')"
+    return None
+
+
+register(Backend(
+    "openvino", "openvino",
+    "quantized by NNCF and run by the OpenVINO CPU plugin (f32 float precision, snippets off)",
+    deploy=deploy, unavailable_reason=unavailable_reason,
+))

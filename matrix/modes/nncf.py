@@ -1,0 +1,84 @@
+"""NNCF post-training quantization (and QAT) for OpenVINO.
+
+The qspec picks what NNCF quantizes: ``default`` the float model converted to OpenVINO
+(``ov.convert_model`` then ``nncf.quantize`` on the ov.Model, NNCF's recommended path),
+``nncf_torch`` the PyTorch module itself (``nncf.quantize`` on the nn.Module, then
+converted), ``nncf_onnx`` the model exported to ONNX (``nncf.quantize`` on the
+ModelProto, then read by OpenVINO). QAT trains the module ``nncf.quantize`` returned for
+PyTorch (its fake-quant scales are parameters), as the PyTorch modes train, then converts.
+
+The simulation is NNCF's quantization of the PyTorch module run in PyTorch (its
+fake-quants): for the other paths, the same algorithm on the same calibration batches.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from matrix.backends.openvino import OpenVinoModel, nncf, openvino
+from matrix.backends.openvino import unavailable_reason as openvino_unavailable
+from matrix.cell import Stage
+from matrix.modes import Mode, Quantized, register, train
+
+if TYPE_CHECKING:
+    from matrix.runner import CellContext
+
+TORCH, ONNX = "nncf_torch", "nncf_onnx"
+
+
+def _convert(model: torch.nn.Module, example: tuple[torch.Tensor, ...]):
+    ov = openvino()
+    return ov.convert_model(model, example_input=example, input=[tuple(t.shape) for t in example])
+
+
+def quantize(ctx: CellContext) -> Quantized:
+    nncf_ = nncf()
+    example = ctx.data.calibration[0]
+    batches = ctx.data.calibration
+    float_model = copy.deepcopy(ctx.float_model).eval()
+    path = TORCH if ctx.scheme.trains else ctx.qspec.name
+    if path == TORCH:
+        with ctx.clock.stage(Stage.CALIBRATE):
+            quantized = nncf_.quantize(float_model, nncf_.Dataset([b[0] for b in batches]))
+        if ctx.scheme.trains:
+            train(quantized, ctx)
+        with ctx.clock.stage(Stage.CONVERT):
+            simulation = copy.deepcopy(quantized).eval()
+            ov_model = _convert(quantized.eval(), example)
+        return Quantized(OpenVinoModel(ov_model), simulation, "the NNCF-quantized module run in PyTorch")
+    if path == ONNX:
+        import onnx
+
+        from matrix.backends.onnxruntime import export, input_names_of
+
+        with tempfile.TemporaryDirectory(prefix="qmatrix-nncf-") as folder:
+            source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
+            with ctx.clock.stage(Stage.CAPTURE):
+                model = export(float_model, example, source)
+                names = input_names_of(model)
+            with ctx.clock.stage(Stage.CALIBRATE):
+                dataset = nncf_.Dataset(batches, lambda b: {n: t.numpy() for n, t in zip(names, b)})
+                onnx.save(nncf_.quantize(model, dataset), str(target))
+            with ctx.clock.stage(Stage.CONVERT):
+                ov_model = openvino().convert_model(str(target))
+    else:
+        with ctx.clock.stage(Stage.CAPTURE):
+            ov_model = _convert(float_model, example)
+        with ctx.clock.stage(Stage.CALIBRATE):
+            ov_model = nncf_.quantize(ov_model, nncf_.Dataset(batches, lambda b: [t.numpy() for t in b]))
+    with ctx.clock.stage(Stage.CONVERT):
+        simulation = nncf_.quantize(copy.deepcopy(float_model), nncf_.Dataset([b[0] for b in batches])).eval()
+    return Quantized(OpenVinoModel(ov_model), simulation,
+                     "NNCF's quantization of the PyTorch module (same algorithm and calibration), run in PyTorch")
+
+
+register(Mode(
+    "nncf", "NNCF quantization of the model (as OpenVINO IR, PyTorch module or ONNX) for OpenVINO",
+    backends=("openvino",), schemes=("ptq_static", "qat"), quantize=quantize,
+    unavailable_reason=openvino_unavailable,
+))
