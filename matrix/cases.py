@@ -42,6 +42,13 @@ SMOKE = (
     "conv_bn_relu-eager-ptq_dynamic-fbgemm",
     "digits_mlp-fx-ptq_static-onednn",
     "mlp-pt2e-ptq_static-inductor",
+    "mlp-pt2e-ptq_static-onnxruntime",
+    "mlp-ort-ptq_static-onnxruntime",
+    "mlp-pt2e-ptq_static-litert",
+    "mlp-keras-ptq_static-litert",
+    "mlp-pt2e-ptq_static-executorch_xnnpack",
+    "mlp-nncf-ptq_static-openvino",
+    "conv_bn_relu-fx-ptq_static-qnnpack-w_per_tensor",
 )
 
 
@@ -111,6 +118,8 @@ def expand(
             for scheme in chosen("schemes", [s for s in schemes if s in mode.schemes]):
                 for backend in chosen("backends", [b for b in backends if b in mode.backends]):
                     for qspec in chosen("qspecs", qspecs):
+                        if getattr(mode, "qspecs", None) is not None and qspec not in mode.qspecs:
+                            continue
                         if qspecs[qspec].applies(mode_name, backend, scheme, model):
                             cases.append(Case(model, models[model].kind, mode_name, scheme, qspec, backend))
     return cases

@@ -59,6 +59,25 @@ def knob(name: str, description: str, knobs: dict[str, str], schemes: tuple[str,
                  knobs=knobs, models=KNOB_MODELS, targets=targets, mode_schemes=mode_schemes)
 
 
+PT2E_BACKENDS = ("inductor", "onnxruntime", "litert", "executorch_xnnpack")
+
+
+def path(name: str, description: str, schemes: tuple[str, ...], backends: tuple[str, ...]) -> QSpec:
+    return QSpec(name, description, modes=("conversion",), backends=backends, schemes=schemes, models=KNOB_MODELS)
+
+
+# The conversion mode's paths (matrix/modes/conversion.py), one qspec each.
+CONVERSION_PATHS = {q.name: q for q in (
+    path("fx_float_to_pt2e", "FX-traced float model -> torch.export -> PT2E with the backend's quantizer",
+         ("ptq_static", "qat"), PT2E_BACKENDS),
+    path("fx_ptq_to_pt2e", "FX PTQ reference model (Q/DQ) -> torch.export -> deployed as a PT2E model",
+         ("ptq_static",), PT2E_BACKENDS),
+    path("fx_qat_to_pt2e", "FX QAT reference model (Q/DQ) -> torch.export -> deployed as a PT2E model",
+         ("qat",), PT2E_BACKENDS),
+    path("eager_observed_to_fx", "calibrated eager model (observers in place) traced by FX, then convert_fx",
+         ("ptq_static",), NATIVE),
+)}
+
 # Quantizers whose config offers weight granularity alone (litert-torch's, ExecuTorch's XNNPACK).
 GRANULARITY_ONLY = {"pt2e": ("litert", "executorch_xnnpack")}
 
@@ -96,6 +115,7 @@ QSPECS: dict[str, QSpec] = {
     q.name: q
     for q in (
         QSpec(DEFAULT, "the backend's default qconfig / quantizer config"),
+        *CONVERSION_PATHS.values(),
         # ONNX Runtime's quantizer: its default is QDQ, per-tensor, int8 activations and weights.
         QSpec("per_channel", "ONNX Runtime quantizer, per-channel weights (QDQ for static)", modes=("ort",)),
         QSpec("qoperator", "ONNX Runtime quantize_static in QOperator format (QLinear* ops), per-tensor",

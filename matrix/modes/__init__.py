@@ -43,6 +43,8 @@ class Mode:
     unavailable_reason: Callable[[], str | None] = lambda: None
     # The models the mode has a code path for (None: every model).
     models: tuple[str, ...] | None = None
+    # The only qspecs the mode runs (None: every qspec that applies to it, ``default`` included).
+    qspecs: tuple[str, ...] | None = None
 
 
 MODES: dict[str, Mode] = {}
@@ -87,6 +89,6 @@ def train(
 
 
 # One line per module that registers entries; their order is the order of the axis.
-MODE_MODULES = ("eager", "fx", "pt2e", "ort", "litert", "keras", "nncf")
+MODE_MODULES = ("eager", "fx", "pt2e", "ort", "litert", "keras", "nncf", "conversion")
 for _module in MODE_MODULES:
     importlib.import_module(f"matrix.modes.{_module}")

@@ -6,8 +6,10 @@ torch 2.13 no longer carries PT2E; torchao does. Older torch had it under
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
@@ -54,13 +56,15 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def quantize(ctx: CellContext) -> Quantized:
+def quantize(ctx: CellContext, capture: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m) -> Quantized:
+    """The PT2E flow; ``capture`` turns the float model into what torch.export captures
+    (the FX-traced model, for the conversion mode)."""
     pt2e = api()
     training = ctx.scheme.trains
     example = ctx.data.calibration[0]
     with ctx.clock.stage(Stage.CAPTURE):
-        model = torch.export.export(ctx.float_model.train(training), example).module()
-        ctx.float_model.eval()
+        source = capture(copy.deepcopy(ctx.float_model)).train(training)
+        model = torch.export.export(source, example).module()
     with ctx.clock.stage(Stage.PREPARE):
         quantizer = ctx.backend.pt2e_quantizer(ctx.scheme.name, ctx.qspec.name)
         if ctx.backend.pt2e_handoff is not None:

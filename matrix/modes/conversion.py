@@ -1,0 +1,101 @@
+"""Conversion paths: a model carried from one quantization representation to another.
+
+The qspec names the path (the guide's "export method conversion" sections):
+
+- ``fx_float_to_pt2e``: the FX-traced float model captured by ``torch.export``, then the
+  PT2E flow with the backend's quantizer.
+- ``fx_ptq_to_pt2e``: FX static PTQ (prepare_fx, calibrate), its decomposed reference model
+  (``_convert_to_reference_decomposed_fx``: quantized_decomposed Q/DQ ops, PT2E's own
+  representation, around float ops, the observers' parameters carried into them) captured
+  by ``torch.export`` and deployed as a PT2E model is. (The plain reference model's
+  quantized tensors cannot be captured: torch.export has no meta kernels for them.)
+- ``fx_qat_to_pt2e``: the same after FX QAT (prepare_qat_fx, training).
+- ``eager_observed_to_fx``: the calibrated eager model (observers in place) traced by FX
+  and converted by ``convert_fx``.
+
+Each stage that cannot be taken says so in the record (its stage, its error).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import torch
+import torch.ao.quantization as tq
+from torch.ao.quantization import quantize_fx
+
+from matrix.cell import Stage
+from matrix.modes import Mode, Quantized, calibrate, register, train
+from matrix.modes import pt2e as pt2e_mode
+from matrix.modes.eager import NATIVE, _assign_qconfig, _capture, qconfig_for
+from matrix.modes.fx import BACKEND_CONFIGS, qconfig_mapping
+from matrix.modes.simulation import static_simulation
+from matrix.qspecs import CONVERSION_PATHS, PT2E_BACKENDS
+
+if TYPE_CHECKING:
+    from matrix.runner import CellContext
+
+# The qconfigs and BackendConfig FX uses when it prepares a model bound for a PT2E backend.
+FX_ENGINE = "x86"
+
+
+class ObserverLeaves(torch.fx.Tracer):
+    """FX's tracer with eager quantization's observers and fused modules kept as leaves."""
+
+    def is_leaf_module(self, module: torch.nn.Module, name: str) -> bool:
+        from torch.ao.nn.intrinsic import _FusedModule
+        from torch.ao.quantization.fake_quantize import FakeQuantizeBase
+        from torch.ao.quantization.observer import ObserverBase
+
+        leaves = (ObserverBase, FakeQuantizeBase, _FusedModule, tq.QuantStub, tq.DeQuantStub)
+        return isinstance(module, leaves) or super().is_leaf_module(module, name)
+
+
+def _fx_reference(ctx: CellContext) -> tuple[torch.nn.Module, torch.fx.GraphModule]:
+    """(the FX-prepared model after calibration or training, its reference Q/DQ model)."""
+    training = ctx.scheme.trains
+    with ctx.clock.stage(Stage.CAPTURE):
+        model = copy.deepcopy(ctx.float_model).train(training)
+    backend_config = BACKEND_CONFIGS[FX_ENGINE]()
+    with ctx.clock.stage(Stage.PREPARE):
+        prepare = quantize_fx.prepare_qat_fx if training else quantize_fx.prepare_fx
+        model = prepare(model, qconfig_mapping(ctx.scheme.name, FX_ENGINE), ctx.data.calibration[0],
+                        backend_config=backend_config)
+    if training:
+        train(model, ctx)
+    else:
+        calibrate(model, ctx)
+    with ctx.clock.stage(Stage.CONVERT):
+        reference = quantize_fx._convert_to_reference_decomposed_fx(model, backend_config=backend_config)
+    return model, reference
+
+
+def quantize(ctx: CellContext) -> Quantized:
+    path = ctx.qspec.name
+    if path == "fx_float_to_pt2e":
+        return pt2e_mode.quantize(ctx, capture=lambda model: torch.fx.symbolic_trace(model))
+    if path in ("fx_ptq_to_pt2e", "fx_qat_to_pt2e"):
+        _, reference = _fx_reference(ctx)
+        with ctx.clock.stage(Stage.CONVERT):
+            exported = torch.export.export(reference.eval(), ctx.data.calibration[0]).module()
+        return Quantized(exported, reference, "the FX decomposed reference model (Q/DQ) run eagerly")
+    # eager_observed_to_fx
+    model = _capture(ctx, training=False)
+    with ctx.clock.stage(Stage.PREPARE):
+        _assign_qconfig(model, qconfig_for(ctx, qat=False), tq.float_qparams_weight_only_qconfig)
+        tq.prepare(model, inplace=True)
+    calibrate(model, ctx)
+    simulation = static_simulation(model)
+    with ctx.clock.stage(Stage.CAPTURE):
+        traced = torch.fx.GraphModule(model, ObserverLeaves().trace(model))
+    with ctx.clock.stage(Stage.CONVERT):
+        quantized = quantize_fx.convert_fx(traced, backend_config=BACKEND_CONFIGS[ctx.backend.qengine]())
+    return Quantized(quantized, simulation, "the calibrated eager model's observers as fixed fake-quants")
+
+
+register(Mode(
+    "conversion", "a model carried between representations (FX -> PT2E, eager -> FX); the qspec names the path",
+    backends=(*NATIVE, *PT2E_BACKENDS), schemes=("ptq_static", "qat"), quantize=quantize,
+    qspecs=tuple(CONVERSION_PATHS),
+))
