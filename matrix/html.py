@@ -185,6 +185,13 @@ def operator_support(df: pd.DataFrame) -> str:
                     "in mode support. Filters do not apply here.", frame_table(table))
 
 
+def summary_section(anchor: str, title: str, intro: str, table: pd.DataFrame) -> str:
+    """A summary table of the Markdown report as a section of the page (empty when the run has no rows)."""
+    if not len(table):
+        return ""
+    return _section(anchor, title, intro + " Filters do not apply here.", frame_table(table))
+
+
 def frame_table(table: pd.DataFrame) -> str:
     """Any summary table of the report: a ``passed/applicable`` count is coloured by its rate, a cell of status
     symbols by its status (or by the rate of passing symbols when they differ)."""
@@ -377,7 +384,14 @@ def render_html(env: dict, records: list[dict]) -> str:
     df = report.frame(records)
     positions = {case_id: i for i, case_id in reversed(list(enumerate(df["case_id"])))}
     sections = "".join([
-        mode_support(df), operator_support(df), per_model(df), documented(df, positions), failures(df),
+        mode_support(df), operator_support(df), per_model(df),
+        summary_section("qspec-support", "Qspec support", "One row per qspec (a knob of a quantization config) "
+                        "and mode, backend columns, over the models the knobs are crossed with; <code>default"
+                        "</code> rows are the baseline.", report.qspec_support(df)),
+        summary_section("conversion-paths", "Conversion paths", "A model carried between representations (FX to "
+                        "PT2E, eager to FX) and the QAT model exported without convert; per model the outcome, or "
+                        "the stage where the path breaks.", report.conversion_paths(df)),
+        documented(df, positions), failures(df),
         error_split(df), expectations(df, env, positions), cells(df), legend(),
     ])
     top = header(env, df)

@@ -48,6 +48,11 @@ TEXT_COLUMNS = ("model", "kind", "mode", "scheme", "qspec", "backend", "stage", 
                 "reason", "verdict", "nodeid", "divergence")
 
 
+DEFAULT_QSPEC = "default"
+# Qspecs of the guide's "QAT model made deployable" paths shown with the conversion paths.
+QAT_DEPLOY_PATHS = ("observed", "observed_bn_folded", "observed_torchscript", "observed_bn_folded_torchscript")
+
+
 def frame(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
@@ -117,6 +122,47 @@ def mode_support(df: pd.DataFrame) -> pd.DataFrame:
         for backend in backends:
             cells = group[group["backend"] == backend]
             row[backend] = _rated(cells["status"]) if len(cells) else "·"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def qspec_support(df: pd.DataFrame) -> pd.DataFrame:
+    """Knob rows (qspec and mode), backend columns: which knobs of a quantization config each
+    backend takes. Only qspecs other than ``default``; the default row of each mode beside them
+    as the baseline, over the same models."""
+    varied = df[df["qspec"] != DEFAULT_QSPEC]
+    if not len(varied):
+        return pd.DataFrame()
+    knob_models = set(varied["model"])
+    scope = df[df["model"].isin(knob_models) & df["mode"].isin(set(varied["mode"]))]
+    backends = _ordered(scope["backend"], BACKEND_ORDER)
+    rows = []
+    for (qspec, mode), group in scope.groupby(["qspec", "mode"], sort=False):
+        if mode == "conversion":
+            continue
+        row = {"qspec": qspec, "mode": mode}
+        for backend in backends:
+            cells = group[group["backend"] == backend]
+            row[backend] = _rated(cells["status"]) if len(cells) else "·"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.sort_values(["qspec"], key=lambda c: c.map(lambda q: (q != DEFAULT_QSPEC, q)), kind="stable") \
+        .reset_index(drop=True) if len(table) else table
+
+
+def conversion_paths(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per conversion path (and the QAT deploy variants), scheme and backend; a column per
+    model with the cell's status and SQNR, or the stage where the path broke."""
+    picked = df[(df["mode"] == "conversion") | df["qspec"].isin(QAT_DEPLOY_PATHS)]
+    if not len(picked):
+        return pd.DataFrame()
+    models = _ordered(picked["model"])
+    rows = []
+    for (qspec, scheme, backend), group in picked.groupby(["qspec", "scheme", "backend"], sort=False):
+        row = {"path": qspec, "scheme": scheme, "backend": backend}
+        for model in models:
+            cells = group[group["model"] == model]
+            row[model] = " ".join(_cell(r) for _, r in cells.iterrows()) or "·"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -379,6 +425,11 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         "## Mode support\n\nMode and scheme rows, backend columns, over every model of the run; a count "
         "links to the per-model table.\n\n" + _table(_linked(mode_support(df), "#per-model")),
         "## Per model\n\n" + _table(per_model(df)),
+        "## Qspec support\n\nOne row per qspec (knob of a quantization config) and mode, backend columns, over "
+        "the models the knobs are crossed with; `default` rows are the baseline.\n\n" + _table(qspec_support(df)),
+        "## Conversion paths\n\nA model carried between representations (FX to PT2E, eager to FX) and the QAT "
+        "model exported without convert (batch-norm folded or not); per model the outcome, or the stage where "
+        "the path breaks.\n\n" + _table(conversion_paths(df)),
         "## Operator support\n\n" + operator_section(df, records),
         "## Documented versus observed\n\nCells where the backend's own documentation claims one outcome "
         "and the run found another.\n\n" + _table(documented_vs_observed(df)),
