@@ -55,6 +55,8 @@ class Entry:
         return f"[[{self.kind}]] #{self.index + 1} {list(self.cases)}"
 
     def matches(self, case_id: str) -> bool:
+        if self.kind == "claim" and not _claimable(case_id):
+            return False
         return any(fnmatch.fnmatchcase(case_id, pattern) for pattern in self.cases)
 
     def holds_here(self, installed: dict[str, str | None]) -> bool:
@@ -124,6 +126,17 @@ class Expectations:
         """Entries whose patterns match none of the given cases."""
         ids = list(case_ids)
         return [e for e in self.entries if not any(e.matches(i) for i in ids)]
+
+
+# The backends a claim of PyTorch's quantization page speaks of: its own engines, with their
+# default qconfigs. A claim matches only cells on these with the default qspec (a case id with
+# four parts: model-mode-scheme-backend), whatever its patterns say.
+CLAIM_BACKENDS = ("fbgemm", "x86", "qnnpack", "onednn")
+
+
+def _claimable(case_id: str) -> bool:
+    parts = case_id.split("-")
+    return len(parts) == 4 and parts[3] in CLAIM_BACKENDS
 
 
 def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:

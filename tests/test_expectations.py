@@ -118,3 +118,11 @@ def test_shipped_expectations_load_and_none_is_stale():
     ids = [c.id for c in expand(MODELS, MODES, SCHEMES, BACKENDS)]
     assert shipped.stale(ids) == []
     assert all(e.source for e in shipped.entries)
+
+
+def test_a_docs_claim_speaks_only_of_pytorch_engines_with_their_default_qconfig():
+    shipped = Expectations.load()
+    assert shipped.lookup("op_linear-eager-ptq_dynamic-fbgemm").claim is not None
+    assert shipped.lookup("op_linear-eager-ptq_dynamic-onnxruntime").claim is None
+    assert shipped.lookup("conv_bn_relu-eager-ptq_dynamic-fbgemm").claim is not None
+    assert shipped.lookup("conv_bn_relu-eager-ptq_static-fbgemm-w_per_tensor").claim is None
