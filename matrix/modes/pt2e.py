@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from matrix.cell import Stage, Unavailable
-from matrix.modes import Mode, Quantized, calibrate, register, train
+from matrix.modes import Mode, Quantized, calibrate, patterns, register, train
 
 if TYPE_CHECKING:
     from matrix.runner import CellContext
@@ -32,6 +32,7 @@ LOCATIONS = (
 def api() -> SimpleNamespace:
     """prepare_pt2e, prepare_qat_pt2e, convert_pt2e and the train/eval movers, wherever they live."""
     problems = []
+    patterns.install()
     for flow, movers in LOCATIONS:
         try:
             flow_module, movers_module = importlib.import_module(flow), importlib.import_module(movers)

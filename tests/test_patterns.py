@@ -1,0 +1,57 @@
+"""The PT2E pattern cache: keyed by everything a pattern's export depends on, copies handed out."""
+
+from __future__ import annotations
+
+import torch
+
+from matrix.modes import patterns
+
+
+def make_pattern(per_channel: bool):
+    def pattern(x, weight):
+        return torch.nn.functional.linear(x, weight * (2 if per_channel else 1))
+
+    return pattern
+
+
+def test_patterns_with_equal_closures_share_a_key_and_others_do_not():
+    example = (torch.randn(2, 3), torch.randn(4, 3))
+    assert patterns.key(make_pattern(True), example, False, {}) == patterns.key(make_pattern(True), example, False, {})
+    assert patterns.key(make_pattern(True), example, False, {}) != patterns.key(make_pattern(False), example, False, {})
+    wider = (torch.randn(2, 5), torch.randn(4, 5))
+    assert patterns.key(make_pattern(True), example, False, {}) != patterns.key(make_pattern(True), wider, False, {})
+
+
+def test_the_cache_exports_once_and_hands_out_copies():
+    calls = []
+
+    def export(pattern, example_inputs, is_cuda=False, **kwargs):
+        calls.append(pattern)
+        return torch.fx.symbolic_trace(pattern)
+
+    cached = patterns.cached(export)
+    example = (torch.randn(2, 3), torch.randn(4, 3))
+    first = cached(make_pattern(True), example)
+    second = cached(make_pattern(True), example)
+    assert len(calls) == 1
+    assert first is not second and first.code == second.code
+    cached(make_pattern(False), example)
+    assert len(calls) == 2
+
+
+def test_a_pattern_it_cannot_key_is_exported_every_time():
+    calls = []
+
+    def export(pattern, example_inputs, is_cuda=False, **kwargs):
+        calls.append(pattern)
+        return "graph"
+
+    unhashable = {"a": [1]}
+
+    def pattern(x):
+        return x + len(unhashable)
+
+    cached = patterns.cached(export)
+    cached(pattern, (torch.randn(2),))
+    cached(pattern, (torch.randn(2),))
+    assert len(calls) == 2
