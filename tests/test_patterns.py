@@ -46,10 +46,14 @@ def test_a_pattern_it_cannot_key_is_exported_every_time():
         calls.append(pattern)
         return "graph"
 
-    unhashable = {"a": [1]}
+    class Unhashable:
+        __hash__ = None
+        size = 1
+
+    unhashable = Unhashable()
 
     def pattern(x):
-        return x + len(unhashable)
+        return x + unhashable.size
 
     cached = patterns.cached(export)
     cached(pattern, (torch.randn(2),))
