@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 
 SUITE = Path(__file__).resolve().parent.parent
-SLICE = ["--models", "mlp", "--modes", "fx", "--backends", "fbgemm", "--schemes", "ptq_static,ptq_dynamic"]
+SLICE = ["--qspecs", "default", "--models", "mlp", "--modes", "fx", "--backends", "fbgemm",
+         "--schemes", "ptq_static,ptq_dynamic"]
 
 
 def tox_envs() -> list[str]:

@@ -20,7 +20,8 @@ def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_small_slice_writes_records_env_and_report(tmp_path):
-    result = run_pytest(tmp_path, "--models", "mlp,conv_bn_relu", "--modes", "fx", "--backends", "fbgemm",
+    result = run_pytest(tmp_path, "--qspecs", "default", "--models", "mlp,conv_bn_relu", "--modes", "fx",
+                        "--backends", "fbgemm",
                         "--schemes", "ptq_static,ptq_dynamic")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     latest = tmp_path / "latest"
@@ -51,7 +52,8 @@ def test_a_small_slice_writes_records_env_and_report(tmp_path):
 
 
 def test_selection_by_marker(tmp_path):
-    result = run_pytest(tmp_path, "--collect-only", "-m", "backend_qnnpack and scheme_qat and model_mlp")
+    result = run_pytest(tmp_path, "--collect-only", "-m",
+                        "backend_qnnpack and scheme_qat and model_mlp and qspec_default")
     assert result.returncode == 0, result.stderr
     assert "2 tests collected" in result.stdout or "2/" in result.stdout
     assert "mlp-eager-qat-qnnpack" in result.stdout
@@ -60,7 +62,8 @@ def test_selection_by_marker(tmp_path):
 
 
 def test_keep_artifacts_keeps_the_exported_models_only_when_asked(tmp_path):
-    selection = ("--models", "mlp", "--modes", "pt2e", "--backends", "onnxruntime", "--schemes", "ptq_static")
+    selection = ("--qspecs", "default", "--models", "mlp", "--modes", "pt2e", "--backends", "onnxruntime",
+                 "--schemes", "ptq_static")
     kept = run_pytest(tmp_path / "kept", *selection, "--keep-artifacts")
     assert kept.returncode == 0, kept.stdout[-3000:]
     folder = (tmp_path / "kept" / "latest").resolve() / "artifacts" / "mlp-pt2e-ptq_static-onnxruntime"

@@ -81,7 +81,8 @@ def by_id(run: Path) -> dict[str, dict]:
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no -n", "-n 2"])
 def test_crashes_and_hangs_are_recorded_and_the_run_goes_on(tmp_path, workers):
-    result = run_pytest(tmp_path, "--models", "segfaulting,sleeping,hanging,mlp", "--cell-timeout", "3", *workers)
+    result = run_pytest(tmp_path, "--qspecs", "default", "--models", "segfaulting,sleeping,hanging,mlp",
+                        "--cell-timeout", "3", *workers)
     assert result.returncode == 1, result.stdout[-3000:]
     records = by_id(latest(tmp_path))
     assert records["mlp-eager-ptq_static-fbgemm"]["status"] == "pass"
@@ -101,7 +102,8 @@ def test_crashes_and_hangs_are_recorded_and_the_run_goes_on(tmp_path, workers):
 
 
 def test_records_survive_kill_9_of_the_whole_run(tmp_path):
-    process = run_pytest(tmp_path, "--models", "mlp,sleeping", "--cell-timeout", "100", "-n", "1", wait=False)
+    process = run_pytest(tmp_path, "--qspecs", "default", "--models", "mlp,sleeping", "--cell-timeout", "100",
+                         "-n", "1", wait=False)
     run = None
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

@@ -74,7 +74,7 @@ def records(tmp_path: Path) -> dict[str, dict]:
 def test_models_from_a_file_join_the_matrix(tmp_path):
     source = tmp_path / "my_models.py"
     source.write_text(USER_MODELS)
-    result = run_pytest(tmp_path, f"--models-from={source}", "--models", "user_mlp,user_broken",
+    result = run_pytest(tmp_path, "--qspecs", "default", f"--models-from={source}", "--models", "user_mlp,user_broken",
                         "--modes", "fx", "--backends", "fbgemm", "--schemes", "ptq_static")
     found = records(tmp_path)
     assert found["user_mlp-fx-ptq_static-fbgemm"]["status"] == "pass"
@@ -88,7 +88,7 @@ def test_models_from_a_file_join_the_matrix(tmp_path):
 def test_a_file_that_fails_to_import_is_named_and_the_run_goes_on(tmp_path):
     source = tmp_path / "bad_models.py"
     source.write_text("import no_such_package_here\n")
-    result = run_pytest(tmp_path, f"--models-from={source}", "--models", "mlp", "--modes", "fx",
+    result = run_pytest(tmp_path, "--qspecs", "default", f"--models-from={source}", "--models", "mlp", "--modes", "fx",
                         "--backends", "fbgemm", "--schemes", "ptq_static")
     assert result.returncode == 0, result.stdout[-2000:]
     message = f"model source skipped: {source.resolve()}: failed to import: ModuleNotFoundError"
@@ -99,7 +99,8 @@ def test_a_file_that_fails_to_import_is_named_and_the_run_goes_on(tmp_path):
 
 
 def test_shard_runs_only_its_cells(tmp_path):
-    args = ("--models", "mlp,conv_bn_relu", "--modes", "fx", "--backends", "fbgemm,qnnpack", "--collect-only")
+    args = ("--qspecs", "default", "--models", "mlp,conv_bn_relu", "--modes", "fx", "--backends", "fbgemm,qnnpack",
+            "--collect-only")
     collected = []
     for index in (1, 2, 3):
         result = run_pytest(tmp_path, *args, f"--shard={index}/3")
