@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # the fixed slice, with -n 0 and -n 2
     python benchmarks/run.py --full     # the whole matrix, -n 2 only
+    python benchmarks/run.py --from-run reports/latest --wall 3600 --workers 2   # a run already made
 
 Prints, from the records' stage timings and the measured wall time: cells, wall
 time, the sum of stage time, parallel efficiency, the suite's own overhead,
@@ -78,7 +79,18 @@ def show(title: str, found: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="the whole default matrix instead of the slice")
+    parser.add_argument("--from-run", type=Path, help="summarize the records of a run already made (no cell runs)")
+    parser.add_argument("--wall", type=float, help="with --from-run: the run's measured wall time in seconds")
+    parser.add_argument("--workers", type=int, default=2, help="with --from-run: the run's -n")
     args = parser.parse_args()
+    if args.from_run is not None:
+        if args.wall is None:
+            parser.error("--from-run needs --wall (the run's measured wall time)")
+        found = summarize(read_records(args.from_run.resolve()), args.wall, args.workers)
+        show(f"{args.from_run} (-n {args.workers})", found)
+        print(f"wall {args.wall:.0f} s (goal <= {GOALS['wall_full_s']} s for >= 1000 cells, ratio "
+              f"{args.wall / GOALS['wall_full_s']:.2f})")
+        return 0
     selection = [] if args.full else SLICE
     with tempfile.TemporaryDirectory(prefix="qmatrix-bench-") as folder:
         results = {}
