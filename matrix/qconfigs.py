@@ -8,6 +8,7 @@ Knobs (``QSpec.knobs``):
 
 - ``weights``: ``per_tensor`` | ``per_channel`` (symmetric int8 weights)
 - ``weight_range``: ``restricted`` ([-127, 127]) | ``full`` ([-128, 127])
+- ``weight_scheme``: ``affine`` (a zero point per tensor or channel instead of symmetric)
 - ``activations``: ``symmetric`` | ``int8`` ([-128, 127]) | ``uint8`` ([0, 255]) |
   ``reduce_range`` ([0, 127]) | ``int16`` ([-32768, 32767])
 - ``activation_observer``: ``minmax`` | ``moving_average`` | ``histogram``
@@ -72,6 +73,9 @@ def torch_qconfig(knobs: dict[str, str], engine: str, qat: bool) -> Any:
     if "weight_range" in knobs:
         w["quant_min"], w["quant_max"] = WEIGHT_RANGES[knobs["weight_range"]]
         w["dtype"] = torch.qint8
+    if knobs.get("weight_scheme") == "affine":
+        per_channel = w.get("qscheme") in (torch.per_channel_symmetric, torch.per_channel_affine)
+        w["qscheme"] = torch.per_channel_affine if per_channel else torch.per_tensor_affine
 
     activations = knobs.get("activations")
     if activations == "symmetric":
@@ -166,6 +170,8 @@ def pt2e_config(base: Any, knobs: dict[str, str], qat: bool) -> Any:
         }
         if "weight_range" in knobs:
             changes["quant_min"], changes["quant_max"] = WEIGHT_RANGES[knobs["weight_range"]]
+        if knobs.get("weight_scheme") == "affine":
+            changes["qscheme"] = torch.per_channel_affine if per_channel else torch.per_tensor_affine
         return dataclasses.replace(spec, **changes)
 
     return dataclasses.replace(

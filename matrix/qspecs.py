@@ -87,6 +87,7 @@ KNOBS = (
          also=GRANULARITY_ONLY),
     knob("w_restricted", "weights on [-127, 127] (symmetric restricted range)", {"weight_range": "restricted"}),
     knob("w_full_range", "weights on [-128, 127]", {"weight_range": "full"}),
+    knob("w_affine", "weights affine (asymmetric: a zero point per channel or tensor)", {"weight_scheme": "affine"}),
     knob("a_symmetric", "activations per-tensor symmetric", {"activations": "symmetric"}),
     knob("a_int8", "activations signed int8 [-128, 127], affine", {"activations": "int8"}),
     knob("a_uint8", "activations unsigned [0, 255], affine, no reduce_range", {"activations": "uint8"}),
