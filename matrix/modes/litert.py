@@ -77,8 +77,9 @@ def quantize_aeq(ctx: CellContext) -> Quantized:
         with ctx.clock.stage(Stage.CALIBRATE):
             from ai_edge_quantizer.utils import qsv_utils
 
-            names = _input_names(float_tflite)
-            feeds = [{n: t.numpy().astype(np.float32) for n, t in zip(names, batch)} for batch in ctx.data.calibration]
+            inputs = _inputs(float_tflite)
+            feeds = [{name: t.numpy().astype(dtype) for (name, dtype), t in zip(inputs, batch)}
+                     for batch in ctx.data.calibration]
             calibrating = calibrator.Calibrator(float_tflite, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
             calibrating.calibrate({"serving_default": feeds}, quantizing._recipe_manager)
             statistics = calibrating.get_model_qsvs()
@@ -88,11 +89,12 @@ def quantize_aeq(ctx: CellContext) -> Quantized:
     return Quantized(TFLiteModel(bytes(result.quantized_model)), simulation, kind)
 
 
-def _input_names(content: bytes) -> list[str]:
+def _inputs(content: bytes) -> list[tuple[str, np.dtype]]:
+    """(name, dtype) of the serving signature's inputs, in order (token ids are int32 there)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    runner = Interpreter(model_content=content).get_signature_runner("serving_default")
-    return list(runner.get_input_details())
+    details = Interpreter(model_content=content).get_signature_runner("serving_default").get_input_details()
+    return [(name, np.dtype(detail["dtype"])) for name, detail in details.items()]
 
 
 register(Mode(
