@@ -152,8 +152,8 @@ def qspec_support(df: pd.DataFrame) -> pd.DataFrame:
 
 def conversion_paths(df: pd.DataFrame) -> pd.DataFrame:
     """One row per conversion path (and the QAT deploy variants), scheme and backend; a column per
-    model with the cell's status and SQNR, or the stage where the path broke."""
-    picked = df[(df["mode"] == "conversion") | df["qspec"].isin(QAT_DEPLOY_PATHS)]
+    reference model (operators left out) with the cell's status and SQNR, or the stage where the path broke."""
+    picked = df[((df["mode"] == "conversion") | df["qspec"].isin(QAT_DEPLOY_PATHS)) & (df["kind"] == "model")]
     if not len(picked):
         return pd.DataFrame()
     models = _ordered(picked["model"])
