@@ -6,11 +6,13 @@ float model with a recipe the mode chose); the ``keras`` and ``aeq`` modes hand 
 .tflite they already made (:class:`TFLiteModel`). The interpreter runs with its builtin
 kernels only (no default XNNPACK delegate), so the op list is what runs.
 
-Inspection reads every op's input tensors: a compute op (conv, fully connected, batch
+Inspection reads every op's input tensors: a weighted op (conv, fully connected, batch
 matmul, LSTM, ...) whose activation input is int8 or int16 computes in integers; one whose
 activation is float but whose weight is int8 is a dynamic-range (hybrid) kernel, which
 quantizes its input per call and counts as quantized; a float op fed by a DEQUANTIZE of
-int8 or float16 weights (weight-only, fp16) computes in float.
+int8 or float16 weights (weight-only, fp16) computes in float. Any other op (add, pooling,
+an activation) computes in integers or in float by its first input; ops that only move
+data (reshape, transpose, concatenation, quantize, dequantize, ...) count as neither.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ COMPUTE_OPS = {
     "SVDF", "EMBEDDING_LOOKUP",
 }
 INTEGER = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8", np.dtype(np.int16): "int16x8"}
+# Ops that only move, reshape or convert data: neither integer nor float compute.
+DATA_OPS = {
+    "QUANTIZE", "DEQUANTIZE", "RESHAPE", "TRANSPOSE", "CONCATENATION", "SQUEEZE", "EXPAND_DIMS", "GATHER",
+    "GATHER_ND", "SLICE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "PACK", "UNPACK", "PAD", "PADV2", "CAST", "SHAPE",
+    "FILL", "BROADCAST_TO", "TILE", "DELEGATE", "WHILE", "CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE",
+    "ASSIGN_VARIABLE",
+}
 # Handed from a mode to this backend through CellContext.handoff.
 QUANT_CONFIG = "litert_quant_config"
 
@@ -81,7 +90,17 @@ def inspect_tflite(found: Any) -> Inspection:
     for op in ops:
         name = op["op_name"]
         kinds[name] += 1
-        if name not in COMPUTE_OPS or not len(op["inputs"]):
+        if name in DATA_OPS or not len(op["inputs"]):
+            continue
+        if name not in COMPUTE_OPS:
+            # An op without weights (add, pooling, an activation, ...) computes on whatever its
+            # first input is: integers when the model quantized it, float when not.
+            first = op["inputs"][0]
+            dtype = np.dtype(tensors[first]["dtype"]) if first >= 0 else None
+            if dtype in INTEGER:
+                inspection.quantized[f"{name}[{INTEGER[dtype]}]"] += 1
+            elif dtype is not None and dtype.kind == "f":
+                inspection.floating[name] += 1
             continue
         dtypes = [np.dtype(tensors[i]["dtype"]) if i >= 0 else None for i in op["inputs"]]
         activation = dtypes[0] if name != "EMBEDDING_LOOKUP" else (dtypes[1] if len(dtypes) > 1 else None)

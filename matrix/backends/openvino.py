@@ -7,7 +7,8 @@ the runtime model (with snippets a small quantized MLP becomes one opaque f32 no
 outputs are the same). Inspection reads each runtime layer's ``runtimePrecision``: a
 convolution, fully connected, matmul or RNN layer that runs in i8/u8 on an i8/u8
 input is integer compute; one that runs in i8/u8 weights on a float input is a
-weight-only layer and counts as float.
+weight-only layer and counts as float; any other layer but data movement (eltwise,
+pooling, an activation) counts by the precision it ran in.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from matrix.cell import Stage
 
 COMPUTE = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "RNNSeq", "RNNCell",
            "TensorIterator"}
+# Runtime layers that only hold, move, reshape or convert data (FakeQuantize is the quantize step itself).
+DATA_LAYERS = {"Input", "Output", "Parameter", "Result", "Const", "Constant", "Reorder", "Reshape", "Transpose",
+               "Concatenation", "Convert", "FakeQuantize", "Gather", "Split", "StridedSlice", "Squeeze", "Unsqueeze",
+               "ShapeOf", "Broadcast", "Pad", "Tile", "Slice"}
 INTEGER = {"i8", "u8"}
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "SNIPPETS_MODE": "DISABLE"}
 
@@ -71,9 +76,13 @@ def inspect_compiled(compiled: Any) -> Inspection:
         info = op.get_rt_info()
         kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
         layers[kind] = layers.get(kind, 0) + 1
-        if kind not in COMPUTE:
+        if kind in DATA_LAYERS:
             continue
         precision = info["runtimePrecision"].astype(str).lower() if "runtimePrecision" in info else "?"
+        if kind not in COMPUTE:
+            # A layer without weights (eltwise, pooling, an activation) by the precision it ran in.
+            (inspection.quantized if precision in INTEGER else inspection.floating)[f"{kind}[{precision}]"] += 1
+            continue
         activation = op.get_input_element_type(0).get_type_name().lower() if op.get_input_size() else "?"
         if precision in INTEGER and activation in INTEGER:
             inspection.quantized[f"{kind}[{precision}]"] += 1
