@@ -44,7 +44,7 @@ def quantize(ctx: CellContext) -> Quantized:
     path = TORCH if ctx.scheme.trains else ctx.qspec.name
     if path == TORCH:
         with ctx.clock.stage(Stage.CALIBRATE):
-            quantized = nncf_.quantize(float_model, nncf_.Dataset([b[0] for b in batches]))
+            quantized = nncf_.quantize(float_model, nncf_.Dataset([tuple(b) for b in batches]))
         if ctx.scheme.trains:
             train(quantized, ctx)
         with ctx.clock.stage(Stage.CONVERT):
@@ -72,7 +72,7 @@ def quantize(ctx: CellContext) -> Quantized:
         with ctx.clock.stage(Stage.CALIBRATE):
             ov_model = nncf_.quantize(ov_model, nncf_.Dataset(batches, lambda b: [t.numpy() for t in b]))
     with ctx.clock.stage(Stage.CONVERT):
-        simulation = nncf_.quantize(copy.deepcopy(float_model), nncf_.Dataset([b[0] for b in batches])).eval()
+        simulation = nncf_.quantize(copy.deepcopy(float_model), nncf_.Dataset([tuple(b) for b in batches])).eval()
     return Quantized(OpenVinoModel(ov_model), simulation,
                      "NNCF's quantization of the PyTorch module (same algorithm and calibration), run in PyTorch")
 
