@@ -23,7 +23,7 @@ import numpy as np
 from matrix.backends.litert import QUANT_CONFIG, TFLiteModel, convert, litert_torch
 from matrix.backends.litert import unavailable_reason as litert_unavailable
 from matrix.cell import Stage
-from matrix.modes import Mode, Quantized, register
+from matrix.modes import FloatArtifacts, Mode, Quantized, register
 from matrix.modes.eager import recipe_simulation
 from matrix.modes.simulation import dynamic_simulation, fp16_simulation, weight_only_simulation
 
@@ -35,6 +35,8 @@ LITERT_RECIPES = {"ptq_dynamic": "full_dynamic_recipe", "weight_only": "full_wei
 AEQ_RECIPES = {"ptq_static": "static_wi8_ai8", "ptq_dynamic": "dynamic_wi8_afp32",
                "weight_only": "weight_only_wi8_afp32"}
 INT16 = "a_int16"
+# The float model's .tflite, converted once per process for all of its aeq cells.
+FLOAT_TFLITE = FloatArtifacts()
 
 
 def simulation_for(ctx: CellContext, activation_bits: int = 8) -> tuple:
@@ -64,7 +66,8 @@ def quantize_litert_recipe(ctx: CellContext) -> Quantized:
 def quantize_aeq(ctx: CellContext) -> Quantized:
     example = ctx.data.calibration[0]
     with ctx.clock.stage(Stage.CAPTURE):
-        float_tflite = convert(copy.deepcopy(ctx.float_model), example)
+        float_tflite = FLOAT_TFLITE.get(ctx.case.model, ctx.float_model, example,
+                                        lambda: convert(copy.deepcopy(ctx.float_model), example))
     bits = 16 if ctx.qspec.name == INT16 else 8
     with ctx.clock.stage(Stage.PREPARE):
         from ai_edge_quantizer import calibrator, quantizer, recipe

@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING
 from matrix.backends.onnxruntime import OnnxModel, export, input_names_of
 from matrix.backends.onnxruntime import unavailable_reason as onnx_unavailable
 from matrix.cell import Stage
-from matrix.modes import Mode, Quantized, register
+from matrix.modes import FloatArtifacts, Mode, Quantized, register
 from matrix.modes.simulation import dynamic_simulation
 
 if TYPE_CHECKING:
     from matrix.runner import CellContext
 
 PER_CHANNEL = ("per_channel", "qoperator_per_channel")
+# The float model's ONNX export, made once per process for all of its ort cells.
+FLOAT_ONNX = FloatArtifacts()
 QOPERATOR = ("qoperator", "qoperator_per_channel")
 
 
@@ -66,7 +68,13 @@ def quantize(ctx: CellContext) -> Quantized:
     with tempfile.TemporaryDirectory(prefix="qmatrix-ort-") as folder:
         float_path, prepared, quantized = (Path(folder) / n for n in ("float.onnx", "prepared.onnx", "q.onnx"))
         with ctx.clock.stage(Stage.CAPTURE):
-            export(copy.deepcopy(ctx.float_model).eval(), ctx.data.calibration[0], float_path)
+            example = ctx.data.calibration[0]
+
+            def exported() -> bytes:
+                export(copy.deepcopy(ctx.float_model).eval(), example, float_path)
+                return float_path.read_bytes()
+
+            float_path.write_bytes(FLOAT_ONNX.get(ctx.case.model, ctx.float_model, example, exported))
         with ctx.clock.stage(Stage.PREPARE):
             quant_pre_process(str(float_path), str(prepared))
         with ctx.clock.stage(Stage.CONVERT):
