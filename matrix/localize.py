@@ -169,5 +169,11 @@ def localize(float_model: nn.Module, quantized_model: nn.Module, inputs: tuple[t
              limit_db: float) -> Divergence:
     """The per-layer SQNR of ``quantized_model`` against ``float_model`` and its first layer below ``limit_db``."""
     layers = match(layer_outputs(float_model, inputs), layer_outputs(quantized_model, inputs))
+    if not layers and not any(True for _ in float_model.children()):
+        # A model of one functional op (an add, a transpose) has no submodule: the op is its one layer.
+        with torch.no_grad():
+            reference, quantized = _tensor(float_model(*inputs)), _tensor(quantized_model(*inputs))
+        if reference is not None and quantized is not None and reference.shape == quantized.shape:
+            layers = [(f"{type(float_model).__name__} (the whole model)", sqnr_db(reference, quantized))]
     first = next(((name, value) for name, value in layers if value < limit_db), None)
     return Divergence(layers, first[0] if first else None, round(first[1], 3) if first else None, limit_db)

@@ -80,3 +80,16 @@ def test_a_faithful_model_has_no_first_divergence_but_names_its_lowest_layer():
     assert found.first is None
     assert found.lowest is not None
     assert "no layer below 15 dB" in found.summary()
+
+
+def test_a_model_of_one_functional_op_is_its_own_layer():
+    class Transpose(nn.Module):
+        def forward(self, x):
+            return x.transpose(0, 1)
+
+    class Broken(nn.Module):
+        def forward(self, x):
+            return x.transpose(0, 1).round()
+
+    found = localize(Transpose(), Broken(), (torch.rand(4, 4) / 4,), LIMIT_DB)
+    assert found.first == "Transpose (the whole model)"
