@@ -169,8 +169,9 @@ def localize(float_model: nn.Module, quantized_model: nn.Module, inputs: tuple[t
              limit_db: float) -> Divergence:
     """The per-layer SQNR of ``quantized_model`` against ``float_model`` and its first layer below ``limit_db``."""
     layers = match(layer_outputs(float_model, inputs), layer_outputs(quantized_model, inputs))
-    if not layers and not any(True for _ in float_model.children()):
-        # A model of one functional op (an add, a transpose) has no submodule: the op is its one layer.
+    if not layers:
+        # No layer to match (a model of one functional op, an artifact that is not a torch model):
+        # the whole model is the one layer compared, and the name says so.
         with torch.no_grad():
             reference, quantized = _tensor(float_model(*inputs)), _tensor(quantized_model(*inputs))
         if reference is not None and quantized is not None and reference.shape == quantized.shape:
