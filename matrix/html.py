@@ -7,6 +7,7 @@ adds filters on every axis and status, sorting by any column, and a panel that s
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from html import escape
@@ -399,8 +400,21 @@ def render_html(env: dict, records: list[dict]) -> str:
     return page(f"qmatrix report: {run_title(env)}", body, records)
 
 
+def browser_json(value: object) -> object:
+    """``value`` with every NaN or infinite float as the string a reader would write ("NaN",
+    "Infinity"): JSON.parse in the browser rejects the bare NaN that Python's json writes."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: browser_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [browser_json(v) for v in value]
+    return value
+
+
 def page(title: str, body: str, records: list[dict] | None = None) -> str:
-    data = json.dumps(records or [], sort_keys=True, default=str).replace("<", "\\u003c")
+    data = json.dumps(browser_json(records or []), sort_keys=True, default=str, allow_nan=False)
+    data = data.replace("<", "\\u003c")
     config = json.dumps({"symbols": HTML_SYMBOLS, "verdicts": VERDICTS})
     script = (ASSETS / "report.js").read_text()
     style = (ASSETS / "report.css").read_text()

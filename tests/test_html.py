@@ -56,6 +56,20 @@ def test_records_are_embedded_whole_and_a_closing_tag_in_an_error_cannot_end_the
     assert embedded(page, "config")["symbols"] == HTML_SYMBOLS
 
 
+def test_records_with_nan_metrics_stay_valid_json_for_the_browser():
+    zero_output = cell("op_relu", "eager", "ptq_static", "x86", "inaccurate", quantized_ops=1,
+                       metrics={"sqnr_db": -300.0, "cosine": float("nan"), "lsb_err_vs_sim": float("inf")})
+    page = render_html(ENV, [*RECORDS, zero_output])
+    found = re.search(r'<script type="application/json" id="records">(.*?)</script>', page, re.S)
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in the embedded JSON: JSON.parse would reject the page's data")
+
+    data = json.loads(found[1], parse_constant=refuse)
+    metrics = next(r for r in data if r["model"] == "op_relu")["metrics"]
+    assert metrics["cosine"] == "NaN" and metrics["lsb_err_vs_sim"] == "Infinity"
+
+
 def test_the_page_needs_no_network():
     page = render_html(ENV, RECORDS)
     assert not re.search(r"<(script|img|iframe)[^>]+src=|<link |@import|url\(", page)
