@@ -107,6 +107,14 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         config.option.maxworkerrestart = 10_000
 
 
+def _named_cells(args: list[str]) -> set[str] | None:
+    """The case ids named by node id (``cases/test_matrix.py::test_cell[ID]``) when every matrix
+    argument names cells that way (a rerun): only those are parametrized. None otherwise."""
+    targets = [arg for arg in args if not arg.startswith("-") and _targets_matrix([arg])]
+    named = {arg[arg.index("[") + 1 : -1] for arg in targets if "::test_cell[" in arg and arg.endswith("]")}
+    return named if targets and len(named) == len(targets) else None
+
+
 def _targets_matrix(args: list[str]) -> bool:
     cases = (SUITE / "cases").resolve()
     paths = [Path(arg.split("::")[0]).resolve() for arg in args if not arg.startswith("-")]
@@ -146,7 +154,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _watch_for_faults(config, run)
     matrix.all_cases = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS)
     selected = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS, select=select)
-    matrix.selected = [case for case in selected if in_shard(case, shard)]
+    named = _named_cells(config.args)
+    matrix.selected = [case for case in selected if in_shard(case, shard) and (named is None or case.id in named)]
     config.stash[MATRIX] = matrix
 
 
