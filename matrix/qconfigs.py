@@ -37,6 +37,16 @@ class Inexpressible(ValueError):
     """A knob this API has no way to say."""
 
 
+def per_channel_only(knobs: dict[str, str], quantizer: str) -> bool:
+    """For a quantizer whose config offers weight granularity and nothing else (litert-torch's,
+    ExecuTorch's XNNPACK): whether the weights are per channel (its default) or per tensor."""
+    rest = dict(knobs)
+    per_channel = rest.pop("weights", "per_channel") == "per_channel"
+    if rest:
+        raise Inexpressible(f"{quantizer} config has no knob for {sorted(rest)}")
+    return per_channel
+
+
 # --- eager and FX: torch.ao.quantization QConfig ---------------------------------------------
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -73,6 +74,15 @@ BACKENDS: dict[str, Backend] = {}
 def register(backend: Backend) -> Backend:
     BACKENDS[backend.name] = backend
     return backend
+
+
+def missing_packages(packages: dict[str, str], extra: str) -> str | None:
+    """Why a backend's cells are unavailable: the pip names of the modules (module -> package)
+    that cannot be imported, and the extra that installs them; None when all are there."""
+    missing = [package for module, package in packages.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        return f"missing package(s) {', '.join(missing)} (pip install 'qmatrix[{extra}]')"
+    return None
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ portable float kernels, and quantize/dequantize ops left outside are listed in t
 from __future__ import annotations
 
 import functools
-import importlib.util
+import importlib
 import logging
 import warnings
 from collections import Counter
@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from matrix.backends import Backend, Deployed, Inspection, register
+from matrix.backends import Backend, Deployed, Inspection, missing_packages, register
 from matrix.cell import Stage, Unavailable
-from matrix.qconfigs import Inexpressible
+from matrix.qconfigs import per_channel_only
 from matrix.qspecs import QSPECS
 
 COMPUTE = {"aten::convolution", "aten::linear", "aten::addmm", "aten::mm", "aten::bmm", "aten::matmul",
@@ -113,19 +113,14 @@ def pt2e_quantizer(scheme: str, qspec: str) -> Any:
         )
     except ImportError as exc:
         raise Unavailable(f"ExecuTorch's XNNPACKQuantizer not found: {exc}") from exc
-    knobs = dict(QSPECS[qspec].knobs)
-    per_channel = knobs.pop("weights", "per_channel") == "per_channel"
-    if knobs:
-        raise Inexpressible(f"the XNNPACK quantizer config has no knob for {sorted(knobs)}")
     config = get_symmetric_quantization_config(
-        is_per_channel=per_channel, is_qat=scheme == "qat", is_dynamic=scheme == "ptq_dynamic")
+        is_per_channel=per_channel_only(QSPECS[qspec].knobs, "the XNNPACK quantizer"), is_qat=scheme == "qat",
+        is_dynamic=scheme == "ptq_dynamic")
     return XNNPACKQuantizer().set_global(config)
 
 
 def unavailable_reason() -> str | None:
-    if importlib.util.find_spec("executorch") is None:
-        return "missing package executorch (pip install 'qmatrix[executorch]')"
-    return None
+    return missing_packages({"executorch": "executorch"}, "executorch")
 
 
 register(Backend(

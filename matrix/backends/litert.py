@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.util
 import logging
 import os
 import warnings
@@ -29,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from matrix.backends import Backend, Deployed, Inspection, register
+from matrix.backends import Backend, Deployed, Inspection, missing_packages, register
 from matrix.cell import Stage
-from matrix.qconfigs import Inexpressible
+from matrix.qconfigs import per_channel_only
 from matrix.qspecs import QSPECS
 
 PACKAGES = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
@@ -204,12 +203,9 @@ def pt2e_quantizer(scheme: str, qspec: str) -> Any:
     litert_torch()
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
-    knobs = dict(QSPECS[qspec].knobs)
-    per_channel = knobs.pop("weights", "per_channel") == "per_channel"
-    if knobs:
-        raise Inexpressible(f"litert-torch's quantizer config has no knob for {sorted(knobs)}")
     config = get_symmetric_quantization_config(
-        is_per_channel=per_channel, is_qat=scheme == "qat", is_dynamic=scheme == "ptq_dynamic")
+        is_per_channel=per_channel_only(QSPECS[qspec].knobs, "litert-torch's quantizer"), is_qat=scheme == "qat",
+        is_dynamic=scheme == "ptq_dynamic")
     return PT2EQuantizer().set_global(config)
 
 
@@ -220,10 +216,7 @@ def pt2e_handoff(quantizer: Any) -> dict[str, Any]:
 
 
 def unavailable_reason() -> str | None:
-    missing = [package for module, package in PACKAGES.items() if importlib.util.find_spec(module) is None]
-    if missing:
-        return f"missing package(s) {', '.join(missing)} (pip install 'qmatrix[litert]')"
-    return None
+    return missing_packages(PACKAGES, "litert")
 
 
 register(Backend(

@@ -12,7 +12,6 @@ left around a float Conv or MatMul mean ORT ran float.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import re
 import shutil
 import tempfile
@@ -22,12 +21,12 @@ from typing import Any
 
 import torch
 
-from matrix.backends import Backend, Deployed, Inspection, quantized_engine, register
+from matrix.backends import Backend, Deployed, Inspection, missing_packages, quantized_engine, register
 from matrix.cell import Stage, Unavailable, first_line
 from matrix.qconfigs import pt2e_config
 from matrix.qspecs import QSPECS
 
-PACKAGES = ("onnx", "onnxruntime", "onnxscript")
+PACKAGES = {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxscript": "onnxscript"}
 # The qconfigs and BackendConfig that eager and FX use when they target ONNX Runtime.
 ENGINE = "x86"
 # Integer kernels of ONNX Runtime (default and com.microsoft domains) that compute.
@@ -306,10 +305,7 @@ def split_sharing_quantizer(config: Any) -> Any:
 
 
 def unavailable_reason() -> str | None:
-    missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
-    if missing:
-        return f"missing package(s) {', '.join(missing)} (pip install 'qmatrix[onnx]')"
-    return None
+    return missing_packages(PACKAGES, "onnx")
 
 
 def activate() -> contextlib.AbstractContextManager:

@@ -14,14 +14,13 @@ pooling, an activation) counts by the precision it ran in.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 from typing import Any
 
 import numpy as np
 import torch
 
-from matrix.backends import Backend, Deployed, Inspection, register
+from matrix.backends import Backend, Deployed, Inspection, missing_packages, register
 from matrix.cell import Stage
 
 COMPUTE = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "RNNSeq", "RNNCell",
@@ -107,10 +106,7 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
 
 
 def unavailable_reason() -> str | None:
-    missing = [name for name in ("openvino", "nncf") if importlib.util.find_spec(name) is None]
-    if missing:
-        return f"missing package(s) {', '.join(missing)} (pip install 'qmatrix[openvino]')"
-    return None
+    return missing_packages({"openvino": "openvino", "nncf": "nncf"}, "openvino")
 
 
 register(Backend(

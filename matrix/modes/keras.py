@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from matrix.backends import missing_packages
 from matrix.backends.litert import TFLiteModel, quiet
 from matrix.cell import Stage, Unavailable
 from matrix.metrics import sqnr_db
@@ -128,10 +129,7 @@ def quantize(ctx: CellContext) -> Quantized:
 
 
 def unavailable_reason() -> str | None:
-    missing = [package for module, package in PACKAGES.items() if importlib.util.find_spec(module) is None]
-    if missing:
-        return f"missing package(s) {', '.join(missing)} (pip install 'qmatrix[litert]')"
-    return None
+    return missing_packages(PACKAGES, "litert")
 
 
 register(Mode(
