@@ -1,12 +1,17 @@
-"""First divergence: the first layer whose quantized output leaves the float model's.
+"""First divergence: the first layer whose quantized output leaves its reference.
 
-Both models run on the same inputs and every layer's output is recorded by its
-module path: forward hooks on the leaf modules of a module (eager, FX), or, for
-a graph captured by ``torch.export`` (PT2E), the last value each module's nodes
-compute (a quantize/dequantize node belongs to the module whose output it
-quantizes). Quantization fuses layers (conv, bn and relu become one module, or
-the bn is folded away), so a quantized layer is matched with the float layer,
-from its own name up to the next quantized layer's, whose output it is closest to.
+The reference is the float model, measured by SQNR (a cell whose output is too far from
+float), or the mode's own simulation, measured in quantization steps (a cell whose output
+is close enough to float but not to what its quantization recipe computes: the kernels,
+not the recipe, depart). Both models run on the same inputs and every layer's output is
+recorded by its module path: forward hooks on the leaf modules of a module (eager, FX),
+or, for a graph (``torch.export``'s, FX's), the last value each module's nodes compute (a
+quantize/dequantize node or an FX observer belongs to the module whose output it
+quantizes). A deployed artifact that is not a PyTorch model (a .tflite, an OpenVINO
+model) reports its own tensors by name through ``layer_outputs`` and is compared with
+the same model's float artifact. Quantization fuses layers (conv, bn and relu become one
+module, or the bn is folded away), so a quantized layer is matched with the reference
+layer, from its own name up to the next quantized layer's, whose output it is closest to.
 """
 
 from __future__ import annotations
@@ -17,42 +22,78 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from matrix.metrics import sqnr_db
+from matrix.metrics import lsb_error, sqnr_db
 
 # Wrappers the modes put around a float model (eager's QuantWrapper) and the attribute
 # holding the model inside.
 WRAPPER_PREFIXES = ("module.",)
 QDQ_NAMESPACES = ("quantized_decomposed", "torchao")
+# FX's observer and fake-quant modules, and its reference model's quantize/dequantize calls.
+FX_OBSERVER_PREFIX = "activation_post_process"
+QDQ_CALLS = ("quantize_per_tensor", "quantize_per_channel", "dequantize")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How a quantized layer is compared with its reference layer."""
+
+    metric: str
+    unit: str
+    against: str
+    compute: Callable[[torch.Tensor, torch.Tensor], float]  # (reference, quantized)
+    higher_is_better: bool
+
+    def beyond(self, value: float, limit: float) -> bool:
+        return value < limit if self.higher_is_better else value > limit
+
+    def best(self, values: list[float]) -> float:
+        return max(values) if self.higher_is_better else min(values)
+
+
+SQNR = Measure("sqnr_db", "dB", "float", sqnr_db, higher_is_better=True)
+STEPS = Measure("lsb_err_vs_sim", "steps", "simulation", lsb_error, higher_is_better=False)
 
 
 @dataclass
 class Divergence:
-    """The per-layer SQNR series, in float execution order, and the first layer below the limit."""
+    """The per-layer series, in the reference's execution order, and the first layer beyond the limit."""
 
+    measure: Measure = SQNR
     layers: list[tuple[str, float]] = field(default_factory=list)
     first: str | None = None
-    sqnr_db: float | None = None
-    limit_db: float | None = None
+    value: float | None = None
+    limit: float | None = None
 
     @property
-    def lowest(self) -> tuple[str, float] | None:
-        return min(self.layers, key=lambda layer: layer[1]) if self.layers else None
+    def worst(self) -> tuple[str, float] | None:
+        if not self.layers:
+            return None
+        pick = min if self.measure.higher_is_better else max
+        return pick(self.layers, key=lambda layer: layer[1])
 
     def as_record(self) -> dict:
-        lowest = self.lowest
+        worst = self.worst
         return {
-            "first": self.first, "sqnr_db": self.sqnr_db, "limit_db": self.limit_db,
-            "lowest": lowest[0] if lowest else None, "lowest_sqnr_db": round(lowest[1], 3) if lowest else None,
+            "metric": self.measure.metric, "unit": self.measure.unit, "against": self.measure.against,
+            "first": self.first, "value": self.value, "limit": self.limit,
+            "worst": worst[0] if worst else None, "worst_value": round(worst[1], 3) if worst else None,
             "layers": [[name, round(value, 3)] for name, value in self.layers],
         }
 
     def summary(self) -> str:
-        lowest = self.lowest
-        if lowest is None:
-            return "no layer of the quantized model matched a layer of the float model"
+        worst, unit = self.worst, self.measure.unit
+        if self.measure is SQNR:
+            if worst is None:
+                return "no layer of the quantized model matched a layer of the float model"
+            if self.first is None:
+                return f"no layer below {self.limit:g} dB; lowest at {worst[0]} ({worst[1]:.1f} dB)"
+            return f"first diverges at {self.first} (sqnr {self.value:.1f} dB)"
+        if worst is None:
+            return "no layer of the quantized model matched a layer of its simulation"
         if self.first is None:
-            return f"no layer below {self.limit_db:g} dB; lowest at {lowest[0]} ({lowest[1]:.1f} dB)"
-        return f"first diverges at {self.first} (sqnr {self.sqnr_db:.1f} dB)"
+            return (f"no layer beyond {self.limit:g} steps from the simulation; "
+                    f"farthest at {worst[0]} ({worst[1]:.1f} {unit})")
+        return f"first leaves its simulation at {self.first} ({self.value:.1f} {unit})"
 
 
 def _tensor(value: object) -> torch.Tensor | None:
@@ -94,17 +135,26 @@ def hooked_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[s
     return outputs
 
 
+def _quantizes(node: torch.fx.Node) -> bool:
+    """A node that only quantizes (or observes) its input's value."""
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+    if node.op == "call_module":
+        return str(node.target).startswith(FX_OBSERVER_PREFIX)
+    if node.op == "call_function":
+        return str(node.target).startswith(QDQ_NAMESPACES) or target in QDQ_CALLS
+    return node.op == "call_method" and target in QDQ_CALLS
+
+
 def _module_path(node: torch.fx.Node, owners: dict[torch.fx.Node, str]) -> str | None:
+    if _quantizes(node):
+        source = node.args[0] if node.args else None
+        return owners.get(source) if isinstance(source, torch.fx.Node) else None
     if node.op == "call_module":
         return str(node.target)
     stack = node.meta.get("nn_module_stack")
     if stack:
         path = list(stack.values())[-1][0]
         return path or None
-    target = str(getattr(node, "target", ""))
-    if node.op == "call_function" and target.startswith(QDQ_NAMESPACES) and node.args:
-        source = node.args[0]
-        return owners.get(source) if isinstance(source, torch.fx.Node) else None
     return None
 
 
@@ -131,6 +181,9 @@ def graph_outputs(model: torch.fx.GraphModule, inputs: tuple[torch.Tensor, ...])
 
 
 def layer_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+    own = getattr(model, "layer_outputs", None)
+    if callable(own):  # an artifact that reports its own tensors
+        return own(*inputs)
     graph = isinstance(model, torch.fx.GraphModule)
     outputs = graph_outputs(model, inputs) if graph else hooked_outputs(model, inputs)
     return {_unwrapped(name): value for name, value in outputs.items()}
@@ -146,35 +199,41 @@ def _unwrapped(name: str) -> str:
 Outputs = dict[str, torch.Tensor]
 
 
-def match(float_outputs: Outputs, quantized_outputs: Outputs) -> list[tuple[str, float]]:
-    """(quantized layer, SQNR against its closest float layer), in float execution order.
+def match(reference_outputs: Outputs, quantized_outputs: Outputs, measure: Measure = SQNR) -> list[tuple[str, float]]:
+    """(quantized layer, its measure against the closest reference layer), in reference order.
 
-    A quantized layer is compared with the float layers from its own name up to, not
+    A quantized layer is compared with the reference layers from its own name up to, not
     including, the next quantized layer's name: the layers a fusion may have absorbed.
     """
-    order = list(float_outputs)
+    order = list(reference_outputs)
     named = [name for name in order if name in quantized_outputs]
     series = []
     for index, name in enumerate(named):
         end = order.index(named[index + 1]) if index + 1 < len(named) else len(order)
         quantized = quantized_outputs[name]
         window = order[order.index(name) : end]
-        candidates = [float_outputs[f] for f in window if float_outputs[f].shape == quantized.shape]
+        candidates = [reference_outputs[r] for r in window if reference_outputs[r].shape == quantized.shape]
         if candidates:
-            series.append((name, max(sqnr_db(c, quantized) for c in candidates)))
+            series.append((name, measure.best([measure.compute(c, quantized) for c in candidates])))
     return series
 
 
-def localize(float_model: nn.Module, quantized_model: nn.Module, inputs: tuple[torch.Tensor, ...],
-             limit_db: float) -> Divergence:
-    """The per-layer SQNR of ``quantized_model`` against ``float_model`` and its first layer below ``limit_db``."""
-    layers = match(layer_outputs(float_model, inputs), layer_outputs(quantized_model, inputs))
+def localize(reference: nn.Module, quantized_model: nn.Module, inputs: tuple[torch.Tensor, ...],
+             limit: float, measure: Measure = SQNR) -> Divergence:
+    """The per-layer ``measure`` of ``quantized_model`` against ``reference`` and its first layer beyond ``limit``."""
+    expected, found = layer_outputs(reference, inputs), layer_outputs(quantized_model, inputs)
+    layers = match(expected, found, measure)
+    if not layers and len(expected) == len(found) and all(
+            e.shape == f.shape for e, f in zip(expected.values(), found.values())):
+        # No name in common (a converter numbered the ops anew) but the same layers, shape for
+        # shape: they are paired in order, under the reference's names.
+        layers = [(name, measure.compute(e, f)) for (name, e), f in zip(expected.items(), found.values())]
     if not layers:
-        # No layer to match (a model of one functional op, an artifact that is not a torch model):
-        # the whole model is the one layer compared, and the name says so.
+        # No layer to match (a model of one functional op, an artifact whose tensors have other
+        # names): the whole model is the one layer compared, and the name says so.
         with torch.no_grad():
-            reference, quantized = _tensor(float_model(*inputs)), _tensor(quantized_model(*inputs))
-        if reference is not None and quantized is not None and reference.shape == quantized.shape:
-            layers = [(f"{type(float_model).__name__} (the whole model)", sqnr_db(reference, quantized))]
-    first = next(((name, value) for name, value in layers if value < limit_db), None)
-    return Divergence(layers, first[0] if first else None, round(first[1], 3) if first else None, limit_db)
+            whole, quantized = _tensor(reference(*inputs)), _tensor(quantized_model(*inputs))
+        if whole is not None and quantized is not None and whole.shape == quantized.shape:
+            layers = [(f"{type(reference).__name__} (the whole model)", measure.compute(whole, quantized))]
+    first = next(((name, value) for name, value in layers if measure.beyond(value, limit)), None)
+    return Divergence(measure, layers, first[0] if first else None, round(first[1], 3) if first else None, limit)

@@ -14,9 +14,9 @@ from torch import nn
 from matrix.backends import BACKENDS, Backend
 from matrix.cases import Case
 from matrix.cell import Stage, StageClock, StageFailed, Status, Unavailable, first_line, stable_seed
-from matrix.localize import localize
+from matrix.localize import SQNR, STEPS, localize
 from matrix.metrics import compare
-from matrix.modes import MODES
+from matrix.modes import MODES, Quantized
 from matrix.qspecs import QSPECS, QSpec
 from matrix.schemes import SCHEMES, Scheme
 from matrix.thresholds import Thresholds
@@ -175,20 +175,39 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
     else:
         record["status"] = Status.PASS.value
     if violations or localize_all:
-        limit = thresholds.for_cell(case.scheme, case.model, case.backend)["min_sqnr_db"]
+        limits = thresholds.for_cell(case.scheme, case.model, case.backend)
         with backend.activate():
-            record["divergence"] = _divergence(float_model, quantized.model, data.evaluation, limit)
+            off_simulation_only = not any(v.startswith("sqnr_db") for v in violations) and any(
+                v.startswith("lsb_err_vs_sim") for v in violations)
+            deployed_itself = deployed.model is quantized.model or quantized.float_artifact is not None
+            record["divergence"] = _divergence(float_model, quantized, data.evaluation, limits,
+                                               off_simulation_only, deployed_itself)
 
 
-def _divergence(float_model: nn.Module, quantized_model: nn.Module, inputs: Inputs, limit_db: float) -> dict:
-    """Where the quantized model (as the mode made it, run in PyTorch) first leaves the float
-    model, on the first batch. Its failure is noted in the record and changes no status."""
+def _divergence(float_model: nn.Module, quantized: Quantized, inputs: Inputs, limits: dict,
+                off_simulation_only: bool, deployed_itself: bool) -> dict:
+    """Where the quantized model first leaves its reference, on the first batch.
+
+    The quantized model is the mode's model: what was deployed (PyTorch's engines), an
+    artifact that reports its own layers (a .tflite, an OpenVINO model: compared with the
+    same model's float artifact by SQNR), or else the mode's model run in PyTorch standing
+    in for a compiled artifact, and the record says so. The reference is the float model
+    (SQNR), or the mode's simulation (in output steps) for a PyTorch model whose output is
+    near float but not near its simulation. A failure to localize is noted in the record
+    and changes no status."""
     batch = tuple(tensor[:BATCH] for tensor in inputs)
     try:
-        found = localize(float_model, quantized_model, batch, limit_db)
+        if quantized.float_artifact is not None:
+            found = localize(quantized.float_artifact(), quantized.model, batch, limits["min_sqnr_db"], SQNR)
+        elif off_simulation_only:
+            found = localize(quantized.simulation, quantized.model, batch, limits["max_lsb_err_vs_sim"], STEPS)
+        else:
+            found = localize(float_model, quantized.model, batch, limits["min_sqnr_db"], SQNR)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
-    return {**found.as_record(), "summary": found.summary()}
+    compared = "the deployed model" if deployed_itself else "the mode's model run in PyTorch"
+    summary = found.summary() + ("" if deployed_itself else f" ({compared}, not the deployed artifact)")
+    return {**found.as_record(), "compared": compared, "summary": summary}
 
 
 def in_batches(run: Callable[..., torch.Tensor], inputs: Inputs) -> torch.Tensor:

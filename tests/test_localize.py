@@ -9,7 +9,7 @@ import torch
 import torch.ao.quantization as tq
 from torch import nn
 
-from matrix.localize import localize
+from matrix.localize import STEPS, layer_outputs, localize
 
 LIMIT_DB = 15.0
 
@@ -78,7 +78,7 @@ def test_a_faithful_model_has_no_first_divergence_but_names_its_lowest_layer():
     float_model = Stack().eval()
     found = localize(float_model, copy.deepcopy(float_model), inputs(), LIMIT_DB)
     assert found.first is None
-    assert found.lowest is not None
+    assert found.worst is not None
     assert "no layer below 15 dB" in found.summary()
 
 
@@ -93,3 +93,96 @@ def test_a_model_of_one_functional_op_is_its_own_layer():
 
     found = localize(Transpose(), Broken(), (torch.rand(4, 4) / 4,), LIMIT_DB)
     assert found.first == "Transpose (the whole model)"
+
+
+def broken_at_fc3(model: nn.Module) -> nn.Module:
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.fc3.weight.mul_(-1.0)
+    return broken
+
+
+def test_a_model_off_its_simulation_is_localized_in_output_steps():
+    """The simulation's outputs are on a grid; the model departs from it from fc2 on, by 10 steps."""
+
+    class Grid(nn.Module):
+        def forward(self, x):
+            return torch.fake_quantize_per_tensor_affine(x, 0.05, 0, -128, 127)
+
+    torch.manual_seed(0)
+    simulation = Stack().eval()
+    for name in ("relu1", "relu2", "relu3"):
+        setattr(simulation, name, nn.Sequential(nn.ReLU(), Grid()))
+    deployed = copy.deepcopy(simulation)
+    with torch.no_grad():
+        deployed.fc2.bias.add_(0.5)
+    found = localize(simulation, deployed, inputs(), 8.0, STEPS)
+    series = dict(found.layers)
+    assert series["fc1"] == 0.0 and series["relu1"] == 0.0
+    assert found.first == "fc2", found.layers
+    assert "first leaves its simulation at fc2" in found.summary()
+    assert found.as_record()["against"] == "simulation"
+
+
+def test_layers_without_a_common_name_are_paired_in_order():
+    class Numbered(nn.Module):
+        def __init__(self, model: nn.Module, offset: int) -> None:
+            super().__init__()
+            self.model, self.offset = model, offset
+
+        def forward(self, x):
+            return self.model(x)
+
+        def layer_outputs(self, x):
+            return {f"op_{index + self.offset}": value for index, value in enumerate(layer_outputs(self.model, (x,)).values())}
+
+    torch.manual_seed(0)
+    float_model = Stack().eval()
+    found = localize(Numbered(float_model, 0), Numbered(broken_at_fc3(float_model), 100), inputs(), LIMIT_DB)
+    names = [name for name, _ in found.layers]
+    assert names[:2] == ["op_0", "op_1"] and len(names) == len(layer_outputs(float_model, inputs()))
+    assert found.first == "op_4"  # fc1, relu1, fc2, relu2, then fc3
+
+
+def test_tflite_artifacts_are_localized_by_the_module_path_in_their_tensor_names():
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("ai_edge_litert")
+    from matrix.backends.litert import TFLiteModel, convert
+
+    torch.manual_seed(0)
+    float_model = Stack().eval()
+    example = inputs()
+    expected, broken = (TFLiteModel(convert(copy.deepcopy(m), example)) for m in (float_model, broken_at_fc3(float_model)))
+    found = localize(expected, broken, example, LIMIT_DB)
+    assert found.first == "fc3 (FULLY_CONNECTED)", found.layers
+    assert [name for name, _ in found.layers][:2] == ["fc1 (FULLY_CONNECTED)", "fc2 (FULLY_CONNECTED)"]
+
+
+def test_openvino_models_are_localized_and_an_exposure_that_changes_the_output_is_not_trusted(monkeypatch):
+    pytest.importorskip("openvino")
+    from matrix.backends.openvino import OpenVinoModel, openvino
+
+    torch.manual_seed(0)
+    float_model = Stack().eval()
+    example = inputs()
+    with torch.no_grad():
+        expected, broken = (OpenVinoModel(openvino().convert_model(m, example_input=example))
+                            for m in (float_model, broken_at_fc3(float_model)))
+    found = localize(expected, broken, example, LIMIT_DB)
+    assert found.first == "fc3 (MatMul)", found.layers
+    assert [name for name, _ in found.layers][:2] == ["fc1 (MatMul)", "fc1 (Add)"]
+
+    # A runtime whose output changes when several layers are exposed at once: each layer
+    # is then read alone, and one whose exposure changes the output is left out.
+    exposed = OpenVinoModel._exposed
+
+    def fussy(self, layers, arrays, output):
+        if len(layers) > 1 or layers[0][1] == "relu2 (Relu)":
+            return None
+        return exposed(self, layers, arrays, output)
+
+    monkeypatch.setattr(OpenVinoModel, "_exposed", fussy)
+    alone = localize(expected, broken, example, LIMIT_DB)
+    names = [name for name, _ in alone.layers]
+    assert "relu2 (Relu)" not in names and names == [n for n, _ in found.layers if n != "relu2 (Relu)"]
+    assert alone.first == "fc3 (MatMul)"

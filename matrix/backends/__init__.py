@@ -43,6 +43,9 @@ class Inspection:
 class Deployed:
     run: Callable[..., torch.Tensor]
     inspection: Inspection
+    # The mode's model itself when that is what runs (PyTorch's own engines): first
+    # divergence then looks inside what was deployed, not at a model standing in for it.
+    model: torch.nn.Module | None = None
 
 
 @dataclass(frozen=True)

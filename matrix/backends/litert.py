@@ -69,10 +69,11 @@ def litert_torch() -> Any:
     return module
 
 
-def interpreter(content: bytes) -> Any:
+def interpreter(content: bytes, keep_tensors: bool = False) -> Any:
+    """An interpreter on the builtin kernels; ``keep_tensors`` keeps every intermediate tensor readable."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    found = Interpreter(model_content=content,
+    found = Interpreter(model_content=content, experimental_preserve_all_tensors=keep_tensors,
                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     found.allocate_tensors()
     return found
@@ -152,7 +153,31 @@ class TFLiteModel(torch.nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         if self._interpreter is None:
             self._interpreter = interpreter(self.content)
-        run = self._interpreter
+        run = self._invoke(self._interpreter, inputs)
+        detail = run.get_output_details()[0]
+        output = _dequantize(run.get_tensor(detail["index"]), detail)
+        if self.channels_last and output.ndim == 4:
+            output = output.transpose(0, 3, 1, 2)
+        return torch.from_numpy(np.ascontiguousarray(output))
+
+    def layer_outputs(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every op's output but data movement, dequantized, in execution order, by layer name
+        (the module path litert-torch or TensorFlow wrote into the tensor's name, and the op)."""
+        run = self._invoke(interpreter(self.content, keep_tensors=True), inputs)
+        tensors = {t["index"]: t for t in run.get_tensor_details()}
+        outputs: dict[str, torch.Tensor] = {}
+        for op in run._get_ops_details():
+            if op["op_name"] in DATA_OPS or not len(op["outputs"]):
+                continue
+            detail = tensors[op["outputs"][0]]
+            if np.dtype(detail["dtype"]).kind not in "fi":
+                continue
+            name = f"{layer_name(detail['name'])} ({op['op_name']})"
+            outputs.pop(name, None)  # a name met twice counts at its last op
+            outputs[name] = torch.from_numpy(np.ascontiguousarray(_dequantize(run.get_tensor(detail["index"]), detail)))
+        return outputs
+
+    def _invoke(self, run: Any, inputs: tuple[torch.Tensor, ...]) -> Any:
         details = sorted(run.get_input_details(), key=lambda d: d["index"])
         for detail, tensor in zip(details, inputs):
             array = tensor.detach().numpy()
@@ -163,11 +188,23 @@ class TFLiteModel(torch.nn.Module):
                 run.allocate_tensors()
             run.set_tensor(detail["index"], _quantize(array, detail))
         run.invoke()
-        detail = run.get_output_details()[0]
-        output = _dequantize(run.get_tensor(detail["index"]), detail)
-        if self.channels_last and output.ndim == 4:
-            output = output.transpose(0, 3, 1, 2)
-        return torch.from_numpy(np.ascontiguousarray(output))
+        return run
+
+
+def layer_name(tensor: str) -> str:
+    """A tensor name as the layer it belongs to. litert-torch writes the stacks of the modules
+    an op computes (``pkg.Model/torch.nn.modules.conv.Conv2d_conv1``), several joined by ``;``
+    when modules were fused: the first is the layer's name (``conv1``). Any other name
+    (TensorFlow's) is kept up to its first ``;``."""
+    entries = tensor.split(";")
+    return next((path for path in map(_module_path, entries) if path), entries[0])
+
+
+def _module_path(entry: str) -> str | None:
+    parts = entry.split("/")
+    if len(parts) < 2 or not all("_" in part and "." in part.split("_")[0] for part in parts[1:]):
+        return None
+    return ".".join(part.split("_", 1)[1] for part in parts[1:])
 
 
 def convert(model: torch.nn.Module, example: tuple[torch.Tensor, ...], quant_config: Any = None) -> bytes:

@@ -143,7 +143,7 @@ def deploy(ctx, model: nn.Module) -> Deployed:
         with torch.no_grad():
             return model(*inputs)
 
-    return Deployed(run, inspection)
+    return Deployed(run, inspection, model=model)
 
 
 def _engine_reason(engine: str) -> str | None:

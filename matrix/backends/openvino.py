@@ -30,6 +30,9 @@ DATA_LAYERS = {"Input", "Output", "Parameter", "Result", "Const", "Constant", "R
                "Concatenation", "Convert", "FakeQuantize", "Gather", "Split", "StridedSlice", "Squeeze", "Unsqueeze",
                "ShapeOf", "Broadcast", "Pad", "Tile", "Slice"}
 INTEGER = {"i8", "u8"}
+# NNCF names the FakeQuantize it puts after an op "<op>/fq_output_<i>"; the converter names
+# an op after its module "__module.<path>/...".
+FQ_SUFFIX, MODULE_PREFIX = "/fq_output_0", "__module."
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "SNIPPETS_MODE": "DISABLE"}
 
 
@@ -66,6 +69,69 @@ class OpenVinoModel(torch.nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         result = self.compiled()([t.detach().numpy() for t in inputs])
         return torch.from_numpy(np.asarray(result[0]).copy())
+
+    def layer_outputs(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every op's output but data movement and weight preparation, in topological order, by
+        layer name (the module path the converter wrote into the op's name, and the op type). A
+        FakeQuantize NNCF put after an op stands for that op: its output is the op's output as
+        the next layer sees it.
+
+        The outputs are read by making them model outputs, which changes what the CPU plugin
+        compiles: in an int8 attention block, exposing one MatMul's output turns the model's own
+        output to zeros (OpenVINO 2026.4). So an instrumented model counts only if its own
+        output is still what the model computes; if not, each layer is exposed alone, and a
+        layer whose exposure changes the output is left out.
+        """
+        arrays = [t.detach().numpy() for t in inputs]
+        expected = np.asarray(self.compiled()(arrays)[0])
+        layers = self._layers()
+        outputs = self._exposed(layers, arrays, expected)
+        if outputs is None:
+            outputs = {}
+            for layer in layers:
+                outputs.update(self._exposed([layer], arrays, expected) or {})
+        return outputs
+
+    def _layers(self) -> list[tuple[str, str]]:
+        """(name of the op whose output is read, layer name) in topological order."""
+        layers = []
+        constant: set[str] = set()  # ops on weights alone (NNCF's weight dequantization), not layers
+        for op in self.ov_model.get_ordered_ops():
+            kind, friendly = op.get_type_name(), op.get_friendly_name()
+            feeds = [op.input_value(i).get_node().get_friendly_name() for i in range(op.get_input_size())]
+            if kind == "Constant" or (feeds and all(feed in constant for feed in feeds)):
+                constant.add(friendly)
+            elif kind == "FakeQuantize" and friendly.endswith(FQ_SUFFIX):
+                source = op.input_value(0).get_node()
+                layers.append((friendly, f"{layer_name(source.get_friendly_name())} ({source.get_type_name()})"))
+            elif kind not in DATA_LAYERS and op.get_output_size():
+                layers.append((friendly, f"{layer_name(friendly)} ({kind})"))
+        return layers
+
+    def _exposed(self, layers: list[tuple[str, str]], arrays: list[np.ndarray],
+                 expected: np.ndarray) -> dict[str, torch.Tensor] | None:
+        """The layers' outputs from a copy of the model that outputs them too, or None when
+        that copy's own output is no longer ``expected``."""
+        model = self.ov_model.clone()
+        ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+        model.add_outputs([ops[op].output(0) for op, _ in layers])  # an output already a result is not added again
+        fed = [result.input_value(0).get_node().get_friendly_name() for result in model.get_results()]
+        result = openvino().Core().compile_model(model, "CPU", COMPILE_CONFIG)(arrays)
+        if not np.allclose(np.asarray(result[0]), expected, rtol=1e-4, atol=1e-5):
+            return None
+        outputs: dict[str, torch.Tensor] = {}
+        for op, name in layers:
+            value = np.asarray(result[fed.index(op)])
+            if value.dtype.kind == "f":
+                outputs.pop(name, None)
+                outputs[name] = torch.from_numpy(value.astype(np.float32, copy=True))
+        return outputs
+
+
+def layer_name(friendly: str) -> str:
+    """``__module.layer1.conv/aten::_convolution/Convolution`` as ``layer1.conv``; other names kept."""
+    head = friendly.split("/")[0]
+    return head[len(MODULE_PREFIX):] if head.startswith(MODULE_PREFIX) else friendly
 
 
 def inspect_compiled(compiled: Any) -> Inspection:

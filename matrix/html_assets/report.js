@@ -119,29 +119,32 @@
       + `</span>${t[s].toFixed(3)} s`]).concat([["total", `<b>${total.toFixed(3)} s</b>`]]));
   }
 
-  // The per-layer SQNR of the quantized model against float, one point per layer, the
-  // threshold dashed and the first layer below it marked.
+  // The per-layer series of the quantized model against its reference (float, in dB; or
+  // the simulation, in output steps), one point per layer, the threshold dashed and the
+  // first layer beyond it marked. Records of older runs have sqnr_db / limit_db.
   function divergence(d) {
     if (!d) return "";
     if (d.error) return `<h3>First divergence</h3><p>not localized: ${esc(d.error)}</p>`;
     const layers = d.layers || [];
     const head = `<h3>First divergence</h3><p class="divergence">${esc(d.summary || "")}</p>`;
     if (!layers.length) return head;
+    const unit = d.unit || "dB", limitValue = d.limit ?? d.limit_db;
     const w = 420, h = 160, pad = 30;
     const values = layers.map((l) => Math.min(l[1], 120));
-    const top = Math.max(d.limit_db || 0, ...values) + 5, bottom = Math.min(0, d.limit_db || 0, ...values) - 5;
+    const top = Math.max(limitValue || 0, ...values) + 5, bottom = Math.min(0, limitValue || 0, ...values) - 5;
     const x = (i) => pad + (layers.length === 1 ? (w - 2 * pad) / 2 : i * (w - 2 * pad) / (layers.length - 1));
     const y = (v) => h - pad - (v - bottom) * (h - 2 * pad) / (top - bottom);
     const points = values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
     const dots = layers.map((l, i) => `<circle cx="${x(i).toFixed(1)}" cy="${y(values[i]).toFixed(1)}" r="3.5"`
-      + ` class="${l[0] === d.first ? "first" : ""}"><title>${esc(l[0])}: ${l[1].toFixed(1)} dB</title></circle>`).join("");
-    const limit = d.limit_db == null ? "" : `<line x1="${pad}" x2="${w - pad}" y1="${y(d.limit_db).toFixed(1)}"`
-      + ` y2="${y(d.limit_db).toFixed(1)}" class="limit"><title>threshold ${d.limit_db} dB</title></line>`;
+      + ` class="${l[0] === d.first ? "first" : ""}"><title>${esc(l[0])}: ${l[1].toFixed(1)} ${unit}</title></circle>`).join("");
+    const limit = limitValue == null ? "" : `<line x1="${pad}" x2="${w - pad}" y1="${y(limitValue).toFixed(1)}"`
+      + ` y2="${y(limitValue).toFixed(1)}" class="limit"><title>threshold ${limitValue} ${unit}</title></line>`;
     const labels = layers.map((l, i) => `<text x="${x(i).toFixed(1)}" y="${h - 8}" transform="rotate(-25 ${x(i).toFixed(1)}`
       + ` ${h - 8})">${esc(l[0].length > 14 ? "…" + l[0].slice(-13) : l[0])}</text>`).join("");
+    const against = d.against === "simulation" ? "distance from the simulation" : "SQNR against float";
     return head + `<svg class="sqnr-curve" viewBox="0 0 ${w} ${h + 20}" width="${w}" role="img"`
-      + ` aria-label="per-layer SQNR"><text x="2" y="12">dB</text>${limit}<polyline points="${points}"/>${dots}`
-      + `${labels}</svg>`;
+      + ` aria-label="per-layer ${against}"><text x="2" y="12">${esc(unit)}</text>${limit}<polyline points="${points}"/>`
+      + `${dots}${labels}</svg>`;
   }
 
   function show(i) {

@@ -31,6 +31,9 @@ class Quantized:
     model: nn.Module
     simulation: nn.Module
     simulation_kind: str
+    # The float model in the format of ``model`` when that is not a PyTorch model (a .tflite,
+    # an OpenVINO model), made on demand: first-divergence compares their layers.
+    float_artifact: Callable[[], nn.Module] | None = None
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,11 @@ def build_twin(ctx: CellContext) -> Any:
     return twin
 
 
+def float_tflite(model: Any) -> TFLiteModel:
+    """The twin converted without any optimization: the float artifact."""
+    return TFLiteModel(tensorflow().lite.TFLiteConverter.from_keras_model(model).convert(), channels_last=True)
+
+
 def converter(model: Any, ctx: CellContext) -> Any:
     tf = tensorflow()
     convert = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -115,7 +120,7 @@ def train_qat(model: Any, ctx: CellContext) -> Any:
 
 
 def quantize(ctx: CellContext) -> Quantized:
-    twin = build_twin(ctx)  # outside any stage: a twin that disagrees is the case's bug
+    twin = float_twin = build_twin(ctx)  # outside any stage: a twin that disagrees is the case's bug
     if ctx.scheme.trains:
         twin = train_qat(twin, ctx)
     with ctx.clock.stage(Stage.CONVERT):
@@ -125,7 +130,8 @@ def quantize(ctx: CellContext) -> Quantized:
         else:
             bits = 16 if ctx.qspec.name == INT16 else 8
             simulation, kind = simulation_for(ctx, bits)
-    return Quantized(TFLiteModel(content, channels_last=True), simulation, kind)
+    return Quantized(TFLiteModel(content, channels_last=True), simulation, kind,
+                     float_artifact=lambda: float_tflite(float_twin))
 
 
 def unavailable_reason() -> str | None:

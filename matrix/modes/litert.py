@@ -89,7 +89,8 @@ def quantize_aeq(ctx: CellContext) -> Quantized:
     with ctx.clock.stage(Stage.CONVERT):
         result = quantizing.quantize(statistics, enable_progress_report=False)
         simulation, kind = simulation_for(ctx, bits)
-    return Quantized(TFLiteModel(bytes(result.quantized_model)), simulation, kind)
+    return Quantized(TFLiteModel(bytes(result.quantized_model)), simulation, kind,
+                     float_artifact=lambda: TFLiteModel(float_tflite))
 
 
 def _inputs(content: bytes) -> list[tuple[str, np.dtype]]:

@@ -32,8 +32,10 @@ TORCH, ONNX = "nncf_torch", "nncf_onnx"
 
 
 def _convert(model: torch.nn.Module, example: tuple[torch.Tensor, ...]):
-    ov = openvino()
-    return ov.convert_model(model, example_input=example, input=[tuple(t.shape) for t in example])
+    """``ov.convert_model`` of a module, traced without autograd: with it, nn.MultiheadAttention
+    leaves its fast path between the tracer's two runs and the trace check fails."""
+    with torch.no_grad():
+        return openvino().convert_model(model, example_input=example, input=[tuple(t.shape) for t in example])
 
 
 def quantize(ctx: CellContext) -> Quantized:
@@ -50,7 +52,8 @@ def quantize(ctx: CellContext) -> Quantized:
         with ctx.clock.stage(Stage.CONVERT):
             simulation = copy.deepcopy(quantized).eval()
             ov_model = _convert(quantized.eval(), example)
-        return Quantized(OpenVinoModel(ov_model), simulation, "the NNCF-quantized module run in PyTorch")
+        return Quantized(OpenVinoModel(ov_model), simulation, "the NNCF-quantized module run in PyTorch",
+                         float_artifact=lambda: OpenVinoModel(_convert(copy.deepcopy(ctx.float_model).eval(), example)))
     if path == ONNX:
         import onnx
 
@@ -66,15 +69,17 @@ def quantize(ctx: CellContext) -> Quantized:
                 onnx.save(nncf_.quantize(model, dataset), str(target))
             with ctx.clock.stage(Stage.CONVERT):
                 ov_model = openvino().convert_model(str(target))
+                float_ov = openvino().convert_model(str(source))
     else:
         with ctx.clock.stage(Stage.CAPTURE):
-            ov_model = _convert(float_model, example)
+            float_ov = _convert(float_model, example)
         with ctx.clock.stage(Stage.CALIBRATE):
-            ov_model = nncf_.quantize(ov_model, nncf_.Dataset(batches, lambda b: [t.numpy() for t in b]))
+            ov_model = nncf_.quantize(float_ov, nncf_.Dataset(batches, lambda b: [t.numpy() for t in b]))
     with ctx.clock.stage(Stage.CONVERT):
         simulation = nncf_.quantize(copy.deepcopy(float_model), nncf_.Dataset([tuple(b) for b in batches])).eval()
     return Quantized(OpenVinoModel(ov_model), simulation,
-                     "NNCF's quantization of the PyTorch module (same algorithm and calibration), run in PyTorch")
+                     "NNCF's quantization of the PyTorch module (same algorithm and calibration), run in PyTorch",
+                     float_artifact=lambda: OpenVinoModel(float_ov))
 
 
 register(Mode(
