@@ -134,7 +134,8 @@ def test_layers_without_a_common_name_are_paired_in_order():
             return self.model(x)
 
         def layer_outputs(self, x):
-            return {f"op_{index + self.offset}": value for index, value in enumerate(layer_outputs(self.model, (x,)).values())}
+            found = layer_outputs(self.model, (x,)).values()
+            return {f"op_{index + self.offset}": value for index, value in enumerate(found)}
 
     torch.manual_seed(0)
     float_model = Stack().eval()
@@ -152,7 +153,8 @@ def test_tflite_artifacts_are_localized_by_the_module_path_in_their_tensor_names
     torch.manual_seed(0)
     float_model = Stack().eval()
     example = inputs()
-    expected, broken = (TFLiteModel(convert(copy.deepcopy(m), example)) for m in (float_model, broken_at_fc3(float_model)))
+    expected, broken = (TFLiteModel(convert(copy.deepcopy(model), example))
+                        for model in (float_model, broken_at_fc3(float_model)))
     found = localize(expected, broken, example, LIMIT_DB)
     assert found.first == "fc3 (FULLY_CONNECTED)", found.layers
     assert [name for name, _ in found.layers][:2] == ["fc1 (FULLY_CONNECTED)", "fc2 (FULLY_CONNECTED)"]
