@@ -41,6 +41,7 @@ from models.sources import ModelSourceError, load_entry_points, load_file
 AXES = {"models": MODELS, "modes": MODES, "schemes": SCHEMES, "qspecs": QSPECS, "backends": BACKENDS}
 RECORD = pytest.StashKey[dict]()
 WORKER_RUN = "qmatrix_run"
+WORKER_THREADS = "qmatrix_threads"
 
 
 class ExpectedFinding(Exception):
@@ -60,6 +61,7 @@ class Matrix:
     cell_timeout: float | None = None
     all_cases: list[Case] = field(default_factory=list)
     selected: list[Case] = field(default_factory=list)
+    threads: int | None = None  # intra-op threads of each worker
 
 
 MATRIX = pytest.StashKey[Matrix]()
@@ -152,6 +154,11 @@ def pytest_configure(config: pytest.Config) -> None:
     matrix.cell_timeout = timeout
     if worker_input is not None:
         _watch_for_faults(config, run)
+        matrix.threads = worker_input.get(WORKER_THREADS)
+        if matrix.threads:
+            set_threads(matrix.threads)
+    else:
+        matrix.threads = threads_per_worker(config)
     matrix.all_cases = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS)
     selected = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS, select=select)
     named = _named_cells(config.args)
@@ -175,7 +182,29 @@ def _load_model_sources(paths: list[str]) -> list[str]:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
-    node.workerinput[WORKER_RUN] = str(node.config.stash[MATRIX].run)
+    matrix = node.config.stash[MATRIX]
+    node.workerinput[WORKER_RUN] = str(matrix.run)
+    node.workerinput[WORKER_THREADS] = matrix.threads
+
+
+def threads_per_worker(config: pytest.Config) -> int:
+    """The machine's cores shared among the workers, at least one each: two workers on two
+    cores that each start two intra-op threads spend their time waiting on each other (a
+    12 QAT steps of a small conv model take 0.04 s alone, 1.2-3 s so). OMP_NUM_THREADS, when
+    set, is taken as it is."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return int(os.environ["OMP_NUM_THREADS"])
+    workers = getattr(config.option, "numprocesses", None)
+    workers = workers if isinstance(workers, int) and workers > 0 else 1
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def set_threads(threads: int) -> None:
+    """PyTorch's intra-op threads; the backends size their own pools (ONNX Runtime, OpenVINO,
+    LiteRT) by ``torch.get_num_threads()``."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -349,7 +378,7 @@ def _ensure_environment(matrix: Matrix) -> None:
     path = matrix.run / "env.json"
     if not path.exists():
         matrix.run.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, environment(matrix.argv, matrix.label))
+        write_json_atomic(path, environment(matrix.argv, matrix.label, matrix.threads))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -42,7 +42,7 @@ def _commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def environment(argv: list[str], label: str | None = None) -> dict:
+def environment(argv: list[str], label: str | None = None, threads: int | None = None) -> dict:
     """Versions (read from package metadata, without importing), machine, suite commit."""
     versions = {}
     for package in PACKAGES:
@@ -59,6 +59,7 @@ def environment(argv: list[str], label: str | None = None) -> dict:
         "platform": platform.platform(),
         "cpu": _cpu(),
         "cores": os.cpu_count(),
+        "threads_per_worker": threads,
         "versions": versions,
         "torch_build": torch.__version__,
         "quantized_engines": list(torch.backends.quantized.supported_engines),

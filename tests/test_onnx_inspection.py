@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from matrix.backends.onnxruntime import count_ops, inspect_models, qdq_pairs, split_qparams, summarize
 
@@ -126,3 +127,18 @@ def test_split_outputs_with_their_own_scale_are_not_shared():
     (split,) = split_qparams(model.graph, model.graph)
     assert split["shared_qparams"] is False
     assert split["input_scale"] == 0.5
+
+
+def test_an_export_with_the_reused_torchlib_registry_is_the_export_without_it(tmp_path, monkeypatch):
+    from torch.onnx._internal.exporter import _registration
+
+    from matrix.backends.onnxruntime import export
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    example = (torch.randn(2, 3, 6, 6),)
+    export(model, example, tmp_path / "reused.onnx")  # installs the reuse
+    assert hasattr(_registration.ONNXRegistry, "_qmatrix_from_torchlib")
+    monkeypatch.setattr(_registration.ONNXRegistry, "from_torchlib", _registration.ONNXRegistry._qmatrix_from_torchlib)
+    export(model, example, tmp_path / "built.onnx")
+    assert (tmp_path / "reused.onnx").read_bytes() == (tmp_path / "built.onnx").read_bytes()

@@ -59,3 +59,24 @@ def test_a_pattern_it_cannot_key_is_exported_every_time():
     cached(pattern, (torch.randn(2),))
     cached(pattern, (torch.randn(2),))
     assert len(calls) == 2
+
+
+def test_install_reaches_every_module_that_imported_the_exporter_by_name(monkeypatch):
+    import sys
+    import types
+
+    def export(pattern, example_inputs, is_cuda=False, **kwargs):
+        return torch.fx.symbolic_trace(pattern)
+
+    defining, user = types.ModuleType("qmatrix_fake_pt2e_utils"), types.ModuleType("qmatrix_fake_annotator")
+    setattr(defining, patterns.NAME, export)
+    setattr(user, patterns.NAME, export)  # ``from ...utils import _get_aten_graph_module_for_pattern``
+    monkeypatch.setitem(sys.modules, defining.__name__, defining)
+    monkeypatch.setitem(sys.modules, user.__name__, user)
+    monkeypatch.setattr(patterns, "MODULES", (defining.__name__,))
+    monkeypatch.delenv("QMATRIX_PT2E_PATTERN_CACHE", raising=False)
+    patterns.install()
+    wrapper = getattr(defining, patterns.NAME)
+    assert hasattr(wrapper, "qmatrix_cache") and getattr(user, patterns.NAME) is wrapper
+    patterns.install()  # again: nothing is wrapped twice
+    assert getattr(defining, patterns.NAME) is wrapper and getattr(user, patterns.NAME) is wrapper

@@ -46,6 +46,7 @@ def test_a_small_slice_writes_records_env_and_report(tmp_path):
     assert env["versions"]["torch"].startswith("2.")
     assert env["label"] == "selftest"
     assert env["command"]
+    assert env["threads_per_worker"] == os.cpu_count()  # one worker (no -n) has every core
     report = (run / "report.md").read_text()
     assert "## Mode support" in report
     assert "conv_bn_relu-fx-ptq_dynamic-fbgemm" in report
@@ -72,3 +73,20 @@ def test_keep_artifacts_keeps_the_exported_models_only_when_asked(tmp_path):
     plain = run_pytest(tmp_path / "plain", *selection)
     assert plain.returncode == 0, plain.stdout[-3000:]
     assert not ((tmp_path / "plain" / "latest").resolve() / "artifacts").exists()
+
+
+def test_workers_share_the_cores(monkeypatch):
+    from types import SimpleNamespace
+
+    from matrix.plugin import threads_per_worker
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    config = SimpleNamespace(option=SimpleNamespace(numprocesses=2))
+    assert threads_per_worker(config) == 4
+    config.option.numprocesses = 16
+    assert threads_per_worker(config) == 1
+    config.option.numprocesses = None
+    assert threads_per_worker(config) == 8
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads_per_worker(config) == 3

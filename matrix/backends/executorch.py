@@ -92,6 +92,7 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
     with ctx.clock.stage(Stage.LOAD):
         from executorch.runtime import Runtime
 
+        share_threadpool(torch.get_num_threads())
         loaded = Runtime.get().load_program(program)
         method = loaded.load_method("forward")
         inspection.notes["size_bytes"] = len(program)
@@ -101,6 +102,16 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
         return method.execute([t.contiguous() for t in inputs])[0].clone()
 
     return Deployed(run, inspection)
+
+
+@functools.cache
+def share_threadpool(threads: int) -> None:
+    """XNNPACK's threadpool sized to the worker's share of the cores (it takes them all)."""
+    from executorch.extension.pybindings import portable_lib
+
+    reset = getattr(portable_lib, "_unsafe_reset_threadpool", None)
+    if reset is not None and portable_lib._threadpool_get_thread_count() != threads:
+        reset(threads)
 
 
 def pt2e_quantizer(scheme: str, qspec: str) -> Any:

@@ -74,6 +74,7 @@ def interpreter(content: bytes, keep_tensors: bool = False) -> Any:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     found = Interpreter(model_content=content, experimental_preserve_all_tensors=keep_tensors,
+                        num_threads=torch.get_num_threads(),  # the worker's share of the cores
                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     found.allocate_tensors()
     return found

@@ -12,6 +12,7 @@ left around a float Conv or MatMul mean ORT ran float.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import shutil
 import tempfile
@@ -136,11 +137,43 @@ def split_qparams(exported: Any, optimized: Any) -> list[dict[str, Any]]:
     return found
 
 
+@functools.cache
+def _torchlib_registry(opset_version: int) -> Any:
+    from torch.onnx._internal.exporter import _registration
+
+    return _registration.ONNXRegistry._qmatrix_from_torchlib(opset_version)
+
+
+def reuse_torchlib_registry() -> None:
+    """The dynamo exporter builds its registry of ONNX functions anew for every export (half of
+    a small model's export time: it compiles ~500 torchlib functions). Within a process it is
+    built once per opset and each export gets a copy of its table; the table is the same, so
+    is the export. A torch without this registry is left alone."""
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:
+        return
+    registry = getattr(_registration, "ONNXRegistry", None)
+    if registry is None or hasattr(registry, "_qmatrix_from_torchlib") or not hasattr(registry, "from_torchlib"):
+        return
+    registry._qmatrix_from_torchlib = registry.from_torchlib
+
+    def from_torchlib(cls, opset_version: int = _registration._constants.TORCHLIB_OPSET) -> Any:
+        built = _torchlib_registry(opset_version)
+        fresh = cls()
+        fresh._opset_version = built._opset_version
+        fresh.functions = {target: list(functions) for target, functions in built.functions.items()}
+        return fresh
+
+    registry.from_torchlib = classmethod(from_torchlib)
+
+
 def export(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path, exporter: str = "dynamo") -> Any:
     """``torch.onnx.export`` with the dynamo exporter (or the legacy TorchScript one, at
     ``TORCHSCRIPT_OPSET``); returns the loaded ONNX model."""
     import onnx
 
+    reuse_torchlib_registry()
     try:
         if exporter == "torchscript":
             torch.onnx.export(model, example, str(path), dynamo=False, opset_version=TORCHSCRIPT_OPSET)
@@ -179,6 +212,7 @@ def load_session(path: Path, optimized_path: Path) -> Any:
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(optimized_path)
     options.log_severity_level = 3
+    options.intra_op_num_threads = torch.get_num_threads()  # the worker's share of the cores
     return ort.InferenceSession(str(path), options, providers=PROVIDERS)
 
 
@@ -223,6 +257,7 @@ class OnnxModel(torch.nn.Module):
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             options.log_severity_level = 3
+            options.intra_op_num_threads = torch.get_num_threads()  # the worker's share of the cores
             self._session = ort.InferenceSession(self.serialized, options, providers=PROVIDERS)
         return session_runner(self._session)(*inputs)
 

@@ -36,6 +36,11 @@ FQ_SUFFIX, MODULE_PREFIX = "/fq_output_0", "__module."
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "SNIPPETS_MODE": "DISABLE"}
 
 
+def compile_config() -> dict:
+    """COMPILE_CONFIG, with the worker's share of the cores as the plugin's threads."""
+    return {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+
+
 @functools.cache
 def openvino() -> Any:
     import openvino as ov
@@ -63,7 +68,7 @@ class OpenVinoModel(torch.nn.Module):
 
     def compiled(self) -> Any:
         if self._compiled is None:
-            self._compiled = openvino().Core().compile_model(self.ov_model, "CPU", COMPILE_CONFIG)
+            self._compiled = openvino().Core().compile_model(self.ov_model, "CPU", compile_config())
         return self._compiled
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -116,7 +121,7 @@ class OpenVinoModel(torch.nn.Module):
         ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
         model.add_outputs([ops[op].output(0) for op, _ in layers])  # an output already a result is not added again
         fed = [result.input_value(0).get_node().get_friendly_name() for result in model.get_results()]
-        result = openvino().Core().compile_model(model, "CPU", COMPILE_CONFIG)(arrays)
+        result = openvino().Core().compile_model(model, "CPU", compile_config())(arrays)
         if not np.allclose(np.asarray(result[0]), expected, rtol=1e-4, atol=1e-5):
             return None
         outputs: dict[str, torch.Tensor] = {}
@@ -155,7 +160,7 @@ def inspect_compiled(compiled: Any) -> Inspection:
             inspection.floating[f"{kind}[{activation} input, {precision} weights]"] += 1
         else:
             inspection.floating[f"{kind}[{precision}]"] += 1
-    inspection.notes.update(runtime_layers=layers, compile_config=COMPILE_CONFIG)
+    inspection.notes.update(runtime_layers=layers, compile_config=compile_config())
     return inspection
 
 

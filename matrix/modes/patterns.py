@@ -14,12 +14,15 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-MODULES = ("torchao.quantization.pt2e.qat_utils", "torch.ao.quantization.pt2e.qat_utils")
+# Where the pattern exporter is defined; modules that imported it by name (qat_utils, the
+# quantizers' annotators: torchao's, ExecuTorch's, litert-torch's) hold the same function.
+MODULES = ("torchao.quantization.pt2e.utils", "torch.ao.quantization.pt2e.utils")
 NAME = "_get_aten_graph_module_for_pattern"
 
 
@@ -65,8 +68,14 @@ def cached(original: Callable) -> Callable:
     return export
 
 
+# Each original exporter (kept alive) and its wrapper, by the original's identity.
+_WRAPPED: dict[int, tuple[Callable, Callable]] = {}
+
+
 def install() -> None:
-    """Wrap the pattern exporter of whichever PT2E implementation is loaded (once)."""
+    """Wrap the pattern exporter of whichever PT2E implementation is loaded, and make every
+    loaded module that imported it by name use the wrapper. Called again after a quantizer's
+    modules were imported, it reaches those too."""
     if os.environ.get("QMATRIX_PT2E_PATTERN_CACHE", "1") == "0":
         return
     import importlib
@@ -78,4 +87,8 @@ def install() -> None:
             continue
         current = getattr(module, NAME, None)
         if current is not None and not hasattr(current, "qmatrix_cache"):
-            setattr(module, NAME, cached(current))
+            _WRAPPED[id(current)] = current, cached(current)
+    for module in list(sys.modules.values()):
+        found = getattr(module, "__dict__", {}).get(NAME)
+        if found is not None and id(found) in _WRAPPED:
+            setattr(module, NAME, _WRAPPED[id(found)][1])

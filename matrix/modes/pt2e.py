@@ -68,6 +68,7 @@ def quantize(ctx: CellContext, capture: Callable[[torch.nn.Module], torch.nn.Mod
         model = torch.export.export(source, example).module()
     with ctx.clock.stage(Stage.PREPARE):
         quantizer = ctx.backend.pt2e_quantizer(ctx.scheme.name, ctx.qspec.name)
+        patterns.install()  # reaches the quantizer's annotators, imported just now
         if ctx.backend.pt2e_handoff is not None:
             ctx.handoff.update(ctx.backend.pt2e_handoff(quantizer))
         prepare = pt2e.prepare_qat_pt2e if training else pt2e.prepare_pt2e
