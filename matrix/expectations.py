@@ -15,6 +15,7 @@ A cell with no entry is expected to pass.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,10 +55,15 @@ class Entry:
     def label(self) -> str:
         return f"[[{self.kind}]] #{self.index + 1} {list(self.cases)}"
 
+    @functools.cached_property
+    def _pattern(self) -> re.Pattern:
+        """The entry's glob patterns as one regular expression (fnmatch's own translation)."""
+        return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in self.cases))
+
     def matches(self, case_id: str) -> bool:
         if self.kind == "claim" and not _claimable(case_id):
             return False
-        return any(fnmatch.fnmatchcase(case_id, pattern) for pattern in self.cases)
+        return self._pattern.match(case_id) is not None
 
     def holds_here(self, installed: dict[str, str | None]) -> bool:
         for package, specifier in self.versions.items():

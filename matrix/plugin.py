@@ -62,6 +62,13 @@ class Matrix:
     all_cases: list[Case] = field(default_factory=list)
     selected: list[Case] = field(default_factory=list)
     threads: int | None = None  # intra-op threads of each worker
+    _stale: list | None = None
+
+    def stale_expectations(self) -> list:
+        """Expectation entries that match no cell of the whole matrix (computed once)."""
+        if self._stale is None:
+            self._stale = self.expectations.stale(case.id for case in self.all_cases)
+        return self._stale
 
 
 MATRIX = pytest.StashKey[Matrix]()
@@ -394,7 +401,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     env = read_environment(matrix.run)
     env["model_source_errors"] = matrix.source_errors
     env["stale_expectations"] = [
-        {"entry": e.label, "status": e.status} for e in matrix.expectations.stale(c.id for c in matrix.all_cases)
+        {"entry": e.label, "status": e.status} for e in matrix.stale_expectations()
     ]
     write_json_atomic(matrix.run / "env.json", env)
     write_report(matrix.run)
@@ -407,8 +414,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     matrix = config.stash[MATRIX]
     for error in matrix.source_errors:
         terminalreporter.write_line(error, red=True)
-    stale = matrix.expectations.stale(c.id for c in matrix.all_cases)
-    for entry in stale:
+    for entry in matrix.stale_expectations():
         terminalreporter.write_line(f"qmatrix: stale expectation {entry.label}: matches no cell", yellow=True)
     report = matrix.run / "report.md"
     if report.exists():
