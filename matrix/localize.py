@@ -31,6 +31,7 @@ QDQ_NAMESPACES = ("quantized_decomposed", "torchao")
 # FX's observer and fake-quant modules, and its reference model's quantize/dequantize calls.
 FX_OBSERVER_PREFIX = "activation_post_process"
 QDQ_CALLS = ("quantize_per_tensor", "quantize_per_channel", "dequantize")
+WHOLE_MODEL = " (the whole model)"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ class Divergence:
     first: str | None = None
     value: float | None = None
     limit: float | None = None
+
+    @property
+    def layer_level(self) -> bool:
+        """Whether layers were compared, not only the whole model."""
+        return bool(self.layers) and not self.layers[0][0].endswith(WHOLE_MODEL)
 
     @property
     def worst(self) -> tuple[str, float] | None:
@@ -199,22 +205,50 @@ def _unwrapped(name: str) -> str:
 Outputs = dict[str, torch.Tensor]
 
 
+def _as_layout_of(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """``tensor`` in ``shape``: as it is, or a channels-last activation (a .tflite's NHWC)
+    permuted to channels-first; None when neither fits."""
+    if tensor.shape == shape:
+        return tensor
+    if tensor.dim() == 4 and tensor.permute(0, 3, 1, 2).shape == shape:
+        return tensor.permute(0, 3, 1, 2)
+    return None
+
+
+def by_layer(outputs: Outputs) -> Outputs:
+    """Outputs named ``layer (OP)`` (an artifact's ops) by their layer alone: the layer's
+    output is its last op's, as for a PyTorch module."""
+    found: Outputs = {}
+    for name, value in outputs.items():
+        layer = name.rsplit(" (", 1)[0] if name.endswith(")") else name
+        found.pop(layer, None)
+        found[layer] = value
+    return found
+
+
 def match(reference_outputs: Outputs, quantized_outputs: Outputs, measure: Measure = SQNR) -> list[tuple[str, float]]:
     """(quantized layer, its measure against the closest reference layer), in reference order.
 
     A quantized layer is compared with the reference layers from its own name up to, not
     including, the next quantized layer's name: the layers a fusion may have absorbed.
+    When no name is common, an artifact's ops are taken by their layer (``conv1 (CONV_2D)``
+    as ``conv1``), so that a .tflite can be compared with a PyTorch model.
     """
+    if not set(reference_outputs) & set(quantized_outputs):
+        reference_outputs, quantized_outputs = by_layer(reference_outputs), by_layer(quantized_outputs)
     order = list(reference_outputs)
     named = [name for name in order if name in quantized_outputs]
     series = []
     for index, name in enumerate(named):
         end = order.index(named[index + 1]) if index + 1 < len(named) else len(order)
-        quantized = quantized_outputs[name]
         window = order[order.index(name) : end]
-        candidates = [reference_outputs[r] for r in window if reference_outputs[r].shape == quantized.shape]
-        if candidates:
-            series.append((name, measure.best([measure.compute(c, quantized) for c in candidates])))
+        values = []
+        for reference in (reference_outputs[r] for r in window):
+            quantized = _as_layout_of(quantized_outputs[name], reference.shape)
+            if quantized is not None:
+                values.append(measure.compute(reference, quantized))
+        if values:
+            series.append((name, measure.best(values)))
     return series
 
 
@@ -234,6 +268,6 @@ def localize(reference: nn.Module, quantized_model: nn.Module, inputs: tuple[tor
         with torch.no_grad():
             whole, quantized = _tensor(reference(*inputs)), _tensor(quantized_model(*inputs))
         if whole is not None and quantized is not None and whole.shape == quantized.shape:
-            layers = [(f"{type(reference).__name__} (the whole model)", measure.compute(whole, quantized))]
+            layers = [(f"{type(reference).__name__}{WHOLE_MODEL}", measure.compute(whole, quantized))]
     first = next(((name, value) for name, value in layers if measure.beyond(value, limit)), None)
     return Divergence(measure, layers, first[0] if first else None, round(first[1], 3) if first else None, limit)

@@ -197,11 +197,14 @@ def _divergence(float_model: nn.Module, quantized: Quantized, inputs: Inputs, li
     and changes no status."""
     batch = tuple(tensor[:BATCH] for tensor in inputs)
     try:
-        if quantized.float_artifact is not None:
-            found = localize(quantized.float_artifact(), quantized.model, batch, limits["min_sqnr_db"], SQNR)
-        elif off_simulation_only:
+        found = None
+        if off_simulation_only:
             found = localize(quantized.simulation, quantized.model, batch, limits["max_lsb_err_vs_sim"], STEPS)
-        else:
+            if quantized.float_artifact is not None and not found.layer_level:
+                found = None  # an artifact whose layers do not match the simulation's: against its float artifact
+        if found is None and quantized.float_artifact is not None:
+            found = localize(quantized.float_artifact(), quantized.model, batch, limits["min_sqnr_db"], SQNR)
+        elif found is None:
             found = localize(float_model, quantized.model, batch, limits["min_sqnr_db"], SQNR)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {first_line(exc)}"}

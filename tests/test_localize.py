@@ -188,3 +188,39 @@ def test_openvino_models_are_localized_and_an_exposure_that_changes_the_output_i
     names = [name for name, _ in alone.layers]
     assert "relu2 (Relu)" not in names and names == [n for n, _ in found.layers if n != "relu2 (Relu)"]
     assert alone.first == "fc3 (MatMul)"
+
+
+def test_an_artifacts_channels_last_ops_are_compared_with_a_pytorch_models_layers():
+    """A .tflite names each op ``layer (OP)`` and holds NHWC activations: with no name in common,
+    its ops are taken by layer (the last op's output) and permuted to NCHW."""
+
+    class Conv(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 5, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv2(self.conv1(x))
+
+    class ChannelsLast(nn.Module):
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x)
+
+        def layer_outputs(self, x):
+            found = layer_outputs(self.model, (x,))
+            return {"conv1 (TRANSPOSE)": x.permute(0, 2, 3, 1),
+                    **{f"{name} (CONV_2D)": value.permute(0, 2, 3, 1) for name, value in found.items()}}
+
+    torch.manual_seed(0)
+    reference = Conv().eval()
+    broken = copy.deepcopy(reference)
+    with torch.no_grad():
+        broken.conv2.weight.mul_(-1.0)
+    example = (torch.randn(2, 3, 5, 6),)
+    found = localize(reference, ChannelsLast(broken), example, LIMIT_DB)
+    assert [name for name, _ in found.layers] == ["conv1", "conv2"]
+    assert found.layers[0][1] > 100 and found.first == "conv2"
