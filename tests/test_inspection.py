@@ -1,11 +1,12 @@
 import torch
 from torch import nn
+from torch.ao.nn.quantized import Dropout as QuantizedDropout
 from torch.ao.nn.quantized import FloatFunctional, QFunctional
 from torch.ao.nn.quantized import Linear as QuantizedLinear
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from matrix.backends.inductor import inspect_code
-from matrix.backends.native import inspect_module
+from matrix.backends.native import inspect_module, trace_run
 
 
 def test_float_module_has_no_quantized_ops():
@@ -15,12 +16,31 @@ def test_float_module_has_no_quantized_ops():
     assert dict(found.floating) == {"Conv2d": 1, "Linear": 1}
 
 
-def test_quantized_kernels_are_counted_once_and_float_functional_is_not():
+def test_quantized_kernels_are_counted_once_and_functional_holders_are_not():
     model = nn.Sequential(QuantizedLinear(4, 4), DynamicLinear(4, 2), QFunctional(), FloatFunctional(),
-                          nn.Linear(2, 2))
+                          QuantizedDropout(0.5), nn.Linear(2, 2))
     found = inspect_module(model)
-    assert dict(found.quantized) == {"Linear": 2, "QFunctional": 1}
+    assert dict(found.quantized) == {"Linear": 2}
     assert dict(found.floating) == {"Linear": 1}
+
+
+def test_a_run_counts_compute_on_int8_but_not_data_movement():
+    """QFunctional's add computes, its cat joins data; a transpose, view or pad of an int8
+    tensor moves data; a quantized ReLU computes (LiteRT and ONNX Runtime count the same way)."""
+
+    class Ops(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.functional = QFunctional()
+
+        def forward(self, x):
+            joined = self.functional.cat([x, x], dim=1)
+            moved = nn.functional.pad(joined.transpose(0, 1).reshape(2, 4), (1, 1))
+            return self.functional.add(moved, moved), torch.relu(x)
+
+    data = torch.quantize_per_tensor(torch.randn(2, 2), 0.1, 128, torch.quint8)
+    trace = trace_run(Ops(), (data,))
+    assert dict(trace.computed) == {"quantized.add": 1, "aten.relu": 1}
 
 
 def test_fx_graph_functions_are_counted():

@@ -5,7 +5,9 @@ Inspection walks its modules and, for FX graphs, its call_function nodes, then
 runs it once on a calibration batch and records the ops that computed on
 quantized tensors there (a quantized ReLU or max pool is the float module run on
 a quantized tensor) and the scale and zero point of every quantized tensor an op
-returned.
+returned. Ops that only move int8 data (view, transpose, cat, pad, ...) and modules
+that compute nothing (an eval-mode dropout, packed parameters) count as neither, as
+LiteRT's and ONNX Runtime's data ops do.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from matrix.cell import Stage
 QUANTIZED_NAMESPACES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
 # Modules of those namespaces that move data in or out of int8 but compute nothing.
 NOT_COMPUTE = {"Quantize", "DeQuantize", "QuantStub", "DeQuantStub", "LinearPackedParams",
-               "EmbeddingPackedParams", "FloatFunctional", "FXFloatFunctional"}
+               "EmbeddingPackedParams", "PackedParameter", "FloatFunctional", "FXFloatFunctional", "Dropout",
+               # Counted by the ops it runs: quantized::add computes, quantized::cat moves data.
+               "QFunctional"}
 FLOAT_COMPUTE = (
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
     nn.Linear, nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell,
@@ -35,6 +39,14 @@ FLOAT_COMPUTE = (
 NOT_COMPUTE_OPS = {"dequantize", "quantize_per_tensor", "quantize_per_channel", "int_repr", "q_scale",
                    "q_zero_point", "q_per_channel_scales", "q_per_channel_zero_points", "q_per_channel_axis",
                    "qscheme", "detach", "alias", "_local_scalar_dense"}
+# Ops that move, reshape, join or pad int8 data without computing on it.
+DATA_OPS = {"view", "_unsafe_view", "reshape", "flatten", "unflatten", "transpose", "permute", "t", "cat", "stack",
+            "split", "split_with_sizes", "chunk", "unbind", "slice", "select", "narrow", "squeeze", "unsqueeze",
+            "expand", "contiguous", "clone", "as_strided", "constant_pad_nd", "index_select", "copy_", "dropout",
+            "empty_like", "zeros_like"}
+# quantized:: kernels that QFunctional (eager) calls and that compute; its cat only joins data.
+QFUNCTIONAL_COMPUTE = {"add", "add_relu", "add_scalar", "add_scalar_relu", "mul", "mul_relu", "mul_scalar",
+                       "mul_scalar_relu", "matmul"}
 PER_TENSOR = (torch.per_tensor_affine, torch.per_tensor_symmetric)
 # Distinct (scale, zero point, dtype) kept per op in the record.
 QPARAMS_PER_OP = 4
@@ -95,8 +107,9 @@ class QuantizedOpTrace(TorchDispatchMode):
     """While a model runs: the ops that compute on quantized tensors, and the qparams
     of the quantized tensors each op returns.
 
-    Only ``aten`` ops are counted: the ``quantized::`` kernels are counted through
-    the modules and graph calls that hold them.
+    ``aten`` ops are counted but data movement; of the ``quantized::`` kernels, which are
+    counted through the modules and graph calls that hold them, only QFunctional's compute
+    (add, mul, matmul, ...): the QFunctional module itself may hold a mere cat.
     """
 
     def __init__(self) -> None:
@@ -107,9 +120,12 @@ class QuantizedOpTrace(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         output = func(*args, **(kwargs or {}))
         name = func.name().split(".")[0].replace("::", ".")
-        if name.split(".")[-1] in NOT_COMPUTE_OPS:
+        op = name.split(".")[-1]
+        if op in NOT_COMPUTE_OPS:
             return output
-        if func.namespace == "aten" and any(_is_quantized(a) for a in tree_leaves((args, kwargs))):
+        computes = op not in DATA_OPS if func.namespace == "aten" else (
+            func.namespace == "quantized" and op in QFUNCTIONAL_COMPUTE)
+        if computes and any(_is_quantized(a) for a in tree_leaves((args, kwargs))):
             self.computed[name] += 1
         for tensor in tree_leaves(output):
             if _is_quantized(tensor) and tensor.qscheme() in PER_TENSOR:
@@ -135,7 +151,11 @@ def deploy(ctx, model: nn.Module) -> Deployed:
     inspection = inspect_module(model)
     with ctx.clock.stage(Stage.RUN):
         trace = trace_run(model, ctx.data.calibration[0])
-    inspection.quantized += trace.computed
+    computed = trace.computed
+    if isinstance(model, torch.fx.GraphModule):
+        # FX calls quantized::add and the like from its graph, which counted them already.
+        computed = Counter({op: n for op, n in computed.items() if not op.startswith("quantized.")})
+    inspection.quantized += computed
     if trace.output_qparams:
         inspection.notes["output_qparams"] = trace.output_qparams
 
