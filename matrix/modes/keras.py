@@ -63,8 +63,16 @@ class KerasModel(torch.nn.Module):
 
 
 def build_twin(ctx: CellContext) -> Any:
-    """The twin with the float model's weights; raises (a broken case) if the two disagree."""
+    """The twin with the float model's weights; raises (a broken case) if the two disagree.
+    Keras's global state is cleared first: each cell's graphs and converter state would
+    otherwise stay (an LSTM twin's conversions hold some 200 MB each)."""
     tensorflow()
+    import gc
+
+    import tf_keras
+
+    tf_keras.backend.clear_session()
+    gc.collect()
     example = ctx.data.calibration[0]
     twin = TWINS[ctx.case.model](ctx.float_model, tuple(example[0].shape[1:]))
     with torch.no_grad():
