@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import traceback
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from matrix.backends import BACKENDS, Backend
 from matrix.cases import Case
 from matrix.cell import Stage, StageClock, StageFailed, Status, Unavailable, first_line, stable_seed
 from matrix.localize import SQNR, STEPS, localize
-from matrix.metrics import compare
+from matrix.metrics import compare, sqnr_db
 from matrix.modes import MODES, Quantized
 from matrix.qspecs import QSPECS, QSpec
 from matrix.schemes import SCHEMES, Scheme
@@ -180,13 +181,26 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
             off_simulation_only = not any(v.startswith("sqnr_db") for v in violations) and any(
                 v.startswith("lsb_err_vs_sim") for v in violations)
             deployed_itself = deployed.model is quantized.model or quantized.float_artifact is not None
+            start = worst_batch(simulated if off_simulation_only else reference, output, off_simulation_only)
             record["divergence"] = _divergence(float_model, quantized, data.evaluation, limits,
-                                               off_simulation_only, deployed_itself)
+                                               off_simulation_only, deployed_itself, start)
+
+
+def worst_batch(expected: torch.Tensor, output: torch.Tensor, by_distance: bool) -> int:
+    """The first row of the ``BATCH`` rows where the output is farthest from what was expected:
+    by largest distance (from the simulation) or by lowest SQNR (against float)."""
+    scores = []
+    for start in range(0, len(output), BATCH):
+        want, got = expected[start : start + BATCH], output[start : start + BATCH]
+        score = float((want - got).abs().max()) if by_distance else -sqnr_db(want, got)
+        scores.append(math.inf if math.isnan(score) else score)  # a NaN output is the worst
+    return max(range(len(scores)), key=scores.__getitem__) * BATCH
 
 
 def _divergence(float_model: nn.Module, quantized: Quantized, inputs: Inputs, limits: dict,
-                off_simulation_only: bool, deployed_itself: bool) -> dict:
-    """Where the quantized model first leaves its reference, on the first batch.
+                off_simulation_only: bool, deployed_itself: bool, start: int = 0) -> dict:
+    """Where the quantized model first leaves its reference, on the batch from row ``start``
+    (the one where the cell's output is worst).
 
     The quantized model is the mode's model: what was deployed (PyTorch's engines), an
     artifact that reports its own layers (a .tflite, an OpenVINO model: compared with the
@@ -195,7 +209,7 @@ def _divergence(float_model: nn.Module, quantized: Quantized, inputs: Inputs, li
     (SQNR), or the mode's simulation (in output steps) for a PyTorch model whose output is
     near float but not near its simulation. A failure to localize is noted in the record
     and changes no status."""
-    batch = tuple(tensor[:BATCH] for tensor in inputs)
+    batch = tuple(tensor[start : start + BATCH] for tensor in inputs)
     try:
         found = None
         if off_simulation_only:
@@ -210,7 +224,7 @@ def _divergence(float_model: nn.Module, quantized: Quantized, inputs: Inputs, li
         return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
     compared = "the deployed model" if deployed_itself else "the mode's model run in PyTorch"
     summary = found.summary() + ("" if deployed_itself else f" ({compared}, not the deployed artifact)")
-    return {**found.as_record(), "compared": compared, "summary": summary}
+    return {**found.as_record(), "compared": compared, "batch_start": start, "summary": summary}
 
 
 def in_batches(run: Callable[..., torch.Tensor], inputs: Inputs) -> torch.Tensor:
