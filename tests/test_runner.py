@@ -127,3 +127,17 @@ def test_an_inaccurate_cell_records_its_layer_by_layer_divergence(monkeypatch):
 
 def test_a_passing_cell_is_not_localized_unless_asked(monkeypatch):
     assert "divergence" not in run(monkeypatch)
+
+
+def test_the_worst_batch_is_the_one_localized():
+    from matrix.runner import worst_batch
+    from models import BATCH
+
+    expected = torch.randn(3 * BATCH, 4)
+    output = expected.clone()
+    output[BATCH + 1, 2] += 5.0  # the second batch holds the largest distance
+    output[2 * BATCH :] *= -1.0  # the third the lowest SQNR
+    assert worst_batch(expected, output, by_distance=True) == BATCH
+    assert worst_batch(expected, output, by_distance=False) == 2 * BATCH
+    output[0, 0] = float("nan")
+    assert worst_batch(expected, output, by_distance=True) == 0
