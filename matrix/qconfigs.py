@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from matrix.cell import Unavailable
+
 EPS = 2**-12
 ACTIVATION_RANGES = {
     "int8": (torch.qint8, torch.int8, -128, 127),
@@ -132,12 +134,30 @@ def _pt2e_ctr(observer: type, fake_quant: type | None, **kwargs: Any) -> Any:
     return fake_quant.with_args(observer=observer, eps=EPS, **kwargs)
 
 
+# Where PT2E's observer and fake-quant classes live, newest first (torch.ao before torchao).
+PT2E_OBSERVERS = (
+    ("torchao.quantization.pt2e.observer", "torchao.quantization.pt2e.fake_quantize"),
+    ("torch.ao.quantization.observer", "torch.ao.quantization.fake_quantize"),
+)
+
+
+def _pt2e_observers() -> tuple[Any, Any]:
+    """The observer and fake-quant modules of the PT2E implementation the quantizers come from."""
+    import importlib
+
+    for observers, fake_quants in PT2E_OBSERVERS:
+        try:
+            return importlib.import_module(observers), importlib.import_module(fake_quants)
+        except ImportError:
+            continue
+    raise Unavailable("no PT2E observers: neither torchao nor torch.ao.quantization has them")
+
+
 def pt2e_config(base: Any, knobs: dict[str, str], qat: bool) -> Any:
     """A backend quantizer's default QuantizationConfig with ``knobs`` applied."""
     if not knobs:
         return base
-    from torchao.quantization.pt2e import fake_quantize as fq
-    from torchao.quantization.pt2e import observer as ob
+    ob, fq = _pt2e_observers()
 
     fake_quant = None
     if qat:
