@@ -215,11 +215,24 @@ def _as_layout_of(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor | Non
     return None
 
 
+class LayerOutputs(dict):
+    """An artifact's outputs by ``layer (OP)``, with the names of ops whose output only the
+    same layer's ops read (a partial sum inside a decomposed pooling, say): those are not the
+    layer's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.internal: set[str] = set()
+
+
 def by_layer(outputs: Outputs) -> Outputs:
     """Outputs named ``layer (OP)`` (an artifact's ops) by their layer alone: the layer's
-    output is its last op's, as for a PyTorch module."""
+    output is its last op's whose output leaves the layer, as for a PyTorch module."""
     found: Outputs = {}
+    internal = getattr(outputs, "internal", set())
     for name, value in outputs.items():
+        if name in internal:
+            continue
         layer = name.rsplit(" (", 1)[0] if name.endswith(")") else name
         found.pop(layer, None)
         found[layer] = value

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from matrix.backends import BACKENDS, Backend
+from matrix.backends import BACKENDS, Backend, Deployed
 from matrix.cases import Case
 from matrix.cell import Stage, StageClock, StageFailed, Status, Unavailable, first_line, stable_seed
 from matrix.localize import SQNR, STEPS, localize
@@ -180,10 +180,20 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         with backend.activate():
             off_simulation_only = not any(v.startswith("sqnr_db") for v in violations) and any(
                 v.startswith("lsb_err_vs_sim") for v in violations)
-            deployed_itself = deployed.model is quantized.model or quantized.float_artifact is not None
+            subject, deployed_itself = _localized(deployed, quantized)
             start = worst_batch(simulated if off_simulation_only else reference, output, off_simulation_only)
-            record["divergence"] = _divergence(float_model, quantized, data.evaluation, limits,
+            record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,
                                                off_simulation_only, deployed_itself, start)
+
+
+def _localized(deployed: Deployed, quantized: Quantized) -> tuple[nn.Module, bool]:
+    """What first divergence looks inside, and whether that is what was deployed: the deployed
+    artifact when it reports its own layers (a .tflite, an OpenVINO model) or is the mode's
+    model itself (PyTorch's engines); else the mode's model run in PyTorch, standing in for
+    a compiled artifact (Inductor's code, an ONNX Runtime session, an ExecuTorch program)."""
+    if callable(getattr(deployed.run, "layer_outputs", None)):
+        return deployed.run, True
+    return quantized.model, deployed.model is quantized.model
 
 
 def worst_batch(expected: torch.Tensor, output: torch.Tensor, by_distance: bool) -> int:
@@ -197,29 +207,27 @@ def worst_batch(expected: torch.Tensor, output: torch.Tensor, by_distance: bool)
     return max(range(len(scores)), key=scores.__getitem__) * BATCH
 
 
-def _divergence(float_model: nn.Module, quantized: Quantized, inputs: Inputs, limits: dict,
+def _divergence(float_model: nn.Module, quantized: Quantized, subject: nn.Module, inputs: Inputs, limits: dict,
                 off_simulation_only: bool, deployed_itself: bool, start: int = 0) -> dict:
-    """Where the quantized model first leaves its reference, on the batch from row ``start``
-    (the one where the cell's output is worst).
+    """Where ``subject`` (see :func:`_localized`) first leaves its reference, on the batch from
+    row ``start`` (the one where the cell's output is worst).
 
-    The quantized model is the mode's model: what was deployed (PyTorch's engines), an
-    artifact that reports its own layers (a .tflite, an OpenVINO model: compared with the
-    same model's float artifact by SQNR), or else the mode's model run in PyTorch standing
-    in for a compiled artifact, and the record says so. The reference is the float model
-    (SQNR), or the mode's simulation (in output steps) for a PyTorch model whose output is
-    near float but not near its simulation. A failure to localize is noted in the record
-    and changes no status."""
+    The reference is the mode's simulation (in output steps) for a cell whose output is near
+    float but not near its simulation; else, or when an artifact's layers do not match the
+    simulation's, the float model: the same model's float artifact when the mode made one
+    (compared tensor by tensor inside the format), else the PyTorch float model (SQNR).
+    A failure to localize is noted in the record and changes no status."""
     batch = tuple(tensor[start : start + BATCH] for tensor in inputs)
     try:
         found = None
         if off_simulation_only:
-            found = localize(quantized.simulation, quantized.model, batch, limits["max_lsb_err_vs_sim"], STEPS)
+            found = localize(quantized.simulation, subject, batch, limits["max_lsb_err_vs_sim"], STEPS)
             if quantized.float_artifact is not None and not found.layer_level:
                 found = None  # an artifact whose layers do not match the simulation's: against its float artifact
         if found is None and quantized.float_artifact is not None:
-            found = localize(quantized.float_artifact(), quantized.model, batch, limits["min_sqnr_db"], SQNR)
+            found = localize(quantized.float_artifact(), subject, batch, limits["min_sqnr_db"], SQNR)
         elif found is None:
-            found = localize(float_model, quantized.model, batch, limits["min_sqnr_db"], SQNR)
+            found = localize(float_model, subject, batch, limits["min_sqnr_db"], SQNR)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
     compared = "the deployed model" if deployed_itself else "the mode's model run in PyTorch"

@@ -133,11 +133,12 @@ def test_the_worst_batch_is_the_one_localized():
     from matrix.runner import worst_batch
     from models import BATCH
 
-    expected = torch.randn(3 * BATCH, 4)
-    output = expected.clone()
-    output[BATCH + 1, 2] += 5.0  # the second batch holds the largest distance
-    output[2 * BATCH :] *= -1.0  # the third the lowest SQNR
-    assert worst_batch(expected, output, by_distance=True) == BATCH
-    assert worst_batch(expected, output, by_distance=False) == 2 * BATCH
-    output[0, 0] = float("nan")
-    assert worst_batch(expected, output, by_distance=True) == 0
+    expected = torch.randn(3 * BATCH, 4, generator=torch.Generator().manual_seed(0))
+    far = expected.clone()
+    far[BATCH + 1, 2] += 50.0  # one value of the second batch is far off
+    assert worst_batch(expected, far, by_distance=True) == BATCH
+    noisy = expected.clone()
+    noisy[2 * BATCH :] *= -1.0  # the third batch has the lowest SQNR
+    assert worst_batch(expected, noisy, by_distance=False) == 2 * BATCH
+    far[0, 0] = float("nan")
+    assert worst_batch(expected, far, by_distance=True) == 0

@@ -30,6 +30,7 @@ import torch
 
 from matrix.backends import Backend, Deployed, Inspection, missing_packages, register
 from matrix.cell import Stage
+from matrix.localize import LayerOutputs
 from matrix.qconfigs import per_channel_only
 from matrix.qspecs import QSPECS
 
@@ -166,16 +167,27 @@ class TFLiteModel(torch.nn.Module):
         (the module path litert-torch or TensorFlow wrote into the tensor's name, and the op)."""
         run = self._invoke(interpreter(self.content, keep_tensors=True), inputs)
         tensors = {t["index"]: t for t in run.get_tensor_details()}
-        outputs: dict[str, torch.Tensor] = {}
-        for op in run._get_ops_details():
-            if op["op_name"] in DATA_OPS or not len(op["outputs"]):
+        ops = [op for op in run._get_ops_details() if len(op["outputs"])]
+        layer_of = {op["outputs"][0]: layer_name(tensors[op["outputs"][0]]["name"]) for op in ops}
+        readers: dict[int, set[str]] = {}
+        for op in ops:
+            for tensor in op["inputs"]:
+                readers.setdefault(tensor, set()).add(layer_of[op["outputs"][0]])
+        outputs = LayerOutputs()
+        for op in ops:
+            if op["op_name"] in DATA_OPS:
                 continue
-            detail = tensors[op["outputs"][0]]
+            index = op["outputs"][0]
+            detail = tensors[index]
             if np.dtype(detail["dtype"]).kind not in "fi":
                 continue
-            name = f"{layer_name(detail['name'])} ({op['op_name']})"
+            name = f"{layer_of[index]} ({op['op_name']})"
             outputs.pop(name, None)  # a name met twice counts at its last op
-            outputs[name] = torch.from_numpy(np.ascontiguousarray(_dequantize(run.get_tensor(detail["index"]), detail)))
+            outputs[name] = torch.from_numpy(np.ascontiguousarray(_dequantize(run.get_tensor(index), detail)))
+            if readers.get(index) == {layer_of[index]}:
+                outputs.internal.add(name)  # read only inside its own layer: not the layer's output
+            else:
+                outputs.internal.discard(name)
         return outputs
 
     def _invoke(self, run: Any, inputs: tuple[torch.Tensor, ...]) -> Any:

@@ -22,6 +22,7 @@ import torch
 
 from matrix.backends import Backend, Deployed, Inspection, missing_packages, register
 from matrix.cell import Stage
+from matrix.localize import LayerOutputs
 
 COMPUTE = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "RNNSeq", "RNNCell",
            "TensorIterator"}
@@ -90,11 +91,14 @@ class OpenVinoModel(torch.nn.Module):
         arrays = [t.detach().numpy() for t in inputs]
         expected = np.asarray(self.compiled()(arrays)[0])
         layers = self._layers()
-        outputs = self._exposed(layers, arrays, expected)
-        if outputs is None:
-            outputs = {}
+        found = self._exposed(layers, arrays, expected)
+        if found is None:
+            found = {}
             for layer in layers:
-                outputs.update(self._exposed([layer], arrays, expected) or {})
+                found.update(self._exposed([layer], arrays, expected) or {})
+        outputs = LayerOutputs()
+        outputs.update(found)
+        outputs.internal = self._internal(layers) & set(found)
         return outputs
 
     def _layers(self) -> list[tuple[str, str]]:
@@ -112,6 +116,18 @@ class OpenVinoModel(torch.nn.Module):
             elif kind not in DATA_LAYERS and op.get_output_size():
                 layers.append((friendly, f"{layer_name(friendly)} ({kind})"))
         return layers
+
+    def _internal(self, layers: list[tuple[str, str]]) -> set[str]:
+        """Layer names of ops whose output only ops of the same layer read (not the layer's output)."""
+        ops = {op.get_friendly_name(): op for op in self.ov_model.get_ordered_ops()}
+        inside: dict[str, bool] = {}  # by layer name, for the last op of that name (an FQ after its op)
+        for friendly, name in layers:
+            layer = name.rsplit(" (", 1)[0]
+            readers = [target.get_node() for target in ops[friendly].output(0).get_target_inputs()]
+            inside[name] = bool(readers) and all(reader.get_type_name() != "Result" and (
+                layer_name(reader.get_friendly_name()) == layer
+                or reader.get_friendly_name() == f"{friendly}{FQ_SUFFIX}") for reader in readers)
+        return {name for name, internal in inside.items() if internal}
 
     def _exposed(self, layers: list[tuple[str, str]], arrays: list[np.ndarray],
                  expected: np.ndarray) -> dict[str, torch.Tensor] | None:
