@@ -51,6 +51,14 @@ def records() -> list[dict]:
     cells = [record(m, mode, scheme, backend) for m in models for mode in ("eager", "fx")
              for scheme in ("ptq_static", "ptq_dynamic", "qat") for backend in ("fbgemm", "x86", "qnnpack", "onednn")]
     cells += [record(m, "pt2e", scheme, "inductor") for m in models for scheme in ("ptq_static", "ptq_dynamic", "qat")]
+    for cell in cells:
+        if cell["model"] == "model_01":
+            cell["divergence"] = {
+                "metric": "lsb_err_vs_sim", "unit": "steps", "against": "simulation", "first": "act2",
+                "value": 11.0, "limit": 8.0, "worst": "act2", "worst_value": 11.0, "compared": "the deployed model",
+                "layers": [["dw", 2.0], ["act2", 11.0], ["pw", 9.0]],
+                "summary": "first leaves its simulation at act2 (11.0 steps)",
+            }
     return cells
 
 
@@ -102,6 +110,17 @@ def test_report_renders_filters_and_shows_a_record(tmp_path, browser):
     panel = browser.find_element("id", "record")
     assert panel.is_displayed() and "model_03-" in panel.find_element("tag name", "h2").text
     assert "Timings" in panel.text and "pytest 'cases/test_matrix.py::test_cell[model_03-" in panel.text
+
+    # A cell localized against its simulation: the panel names the layer and plots the series in steps.
+    browser.execute_script("document.getElementById('record').hidden = true")
+    Select(browser.find_element("css selector", 'select[data-axis="model"]')).select_by_value("model_01")
+    browser.execute_script("document.querySelector('#cell-table tbody tr:not([hidden])').click()")
+    panel = browser.find_element("id", "record")
+    assert "first leaves its simulation at act2 (11.0 steps)" in panel.text
+    curve = panel.find_element("css selector", "svg.sqnr-curve")
+    assert len(curve.find_elements("css selector", "circle")) == 3
+    assert len(curve.find_elements("css selector", "circle.first")) == 1
+    assert "steps" in curve.text
 
     screenshot = tmp_path / "report.png"
     browser.execute_script("document.getElementById('record').hidden = true; window.scrollTo(0, 0)")
