@@ -224,6 +224,17 @@ class LayerOutputs(dict):
         super().__init__()
         self.internal: set[str] = set()
 
+    def put(self, layer: str, op: str, value: torch.Tensor, read_by: set[str]) -> None:
+        """The output of an ``op`` of ``layer``, read by ops of the layers ``read_by`` (none for
+        a model output). A later op of the same layer and kind replaces it, value and all."""
+        name = f"{layer} ({op})"
+        self.pop(name, None)
+        self[name] = value
+        if read_by == {layer}:
+            self.internal.add(name)
+        else:
+            self.internal.discard(name)
+
 
 def by_layer(outputs: Outputs) -> Outputs:
     """Outputs named ``layer (OP)`` (an artifact's ops) by their layer alone: the layer's

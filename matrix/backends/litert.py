@@ -175,19 +175,12 @@ class TFLiteModel(torch.nn.Module):
                 readers.setdefault(tensor, set()).add(layer_of[op["outputs"][0]])
         outputs = LayerOutputs()
         for op in ops:
-            if op["op_name"] in DATA_OPS:
-                continue
             index = op["outputs"][0]
             detail = tensors[index]
-            if np.dtype(detail["dtype"]).kind not in "fi":
+            if op["op_name"] in DATA_OPS or np.dtype(detail["dtype"]).kind not in "fi":
                 continue
-            name = f"{layer_of[index]} ({op['op_name']})"
-            outputs.pop(name, None)  # a name met twice counts at its last op
-            outputs[name] = torch.from_numpy(np.ascontiguousarray(_dequantize(run.get_tensor(index), detail)))
-            if readers.get(index) == {layer_of[index]}:
-                outputs.internal.add(name)  # read only inside its own layer: not the layer's output
-            else:
-                outputs.internal.discard(name)
+            value = torch.from_numpy(np.ascontiguousarray(_dequantize(run.get_tensor(index), detail)))
+            outputs.put(layer_of[index], op["op_name"], value, readers.get(index, set()))
         return outputs
 
     def _invoke(self, run: Any, inputs: tuple[torch.Tensor, ...]) -> Any:

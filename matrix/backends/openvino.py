@@ -91,62 +91,57 @@ class OpenVinoModel(torch.nn.Module):
         arrays = [t.detach().numpy() for t in inputs]
         expected = np.asarray(self.compiled()(arrays)[0])
         layers = self._layers()
-        found = self._exposed(layers, arrays, expected)
-        if found is None:
-            found = {}
-            for layer in layers:
-                found.update(self._exposed([layer], arrays, expected) or {})
+        values = self._exposed([op for op, *_ in layers], arrays, expected)
+        if values is None:
+            values = {}
+            for op, *_ in layers:
+                values.update(self._exposed([op], arrays, expected) or {})
         outputs = LayerOutputs()
-        outputs.update(found)
-        outputs.internal = self._internal(layers) & set(found)
+        for op, layer, kind, read_by in layers:
+            if op in values and values[op].dtype.kind == "f":
+                outputs.put(layer, kind, torch.from_numpy(values[op].astype(np.float32, copy=True)), read_by)
         return outputs
 
-    def _layers(self) -> list[tuple[str, str]]:
-        """(name of the op whose output is read, layer name) in topological order."""
+    def _layers(self) -> list[tuple[str, str, str, set[str]]]:
+        """(name of the op whose output is read, its layer, its kind, the layers of the ops that
+        read it) in topological order. A FakeQuantize NNCF put after an op counts as that op."""
         layers = []
         constant: set[str] = set()  # ops on weights alone (NNCF's weight dequantization), not layers
         for op in self.ov_model.get_ordered_ops():
             kind, friendly = op.get_type_name(), op.get_friendly_name()
             feeds = [op.input_value(i).get_node().get_friendly_name() for i in range(op.get_input_size())]
+            read_by = {_layer_of(target.get_node()) for target in op.output(0).get_target_inputs()} \
+                if op.get_output_size() else set()
             if kind == "Constant" or (feeds and all(feed in constant for feed in feeds)):
                 constant.add(friendly)
             elif kind == "FakeQuantize" and friendly.endswith(FQ_SUFFIX):
                 source = op.input_value(0).get_node()
-                layers.append((friendly, f"{layer_name(source.get_friendly_name())} ({source.get_type_name()})"))
+                layers.append((friendly, _layer_of(op), source.get_type_name(), read_by))
             elif kind not in DATA_LAYERS and op.get_output_size():
-                layers.append((friendly, f"{layer_name(friendly)} ({kind})"))
+                layers.append((friendly, _layer_of(op), kind, read_by))
         return layers
 
-    def _internal(self, layers: list[tuple[str, str]]) -> set[str]:
-        """Layer names of ops whose output only ops of the same layer read (not the layer's output)."""
-        ops = {op.get_friendly_name(): op for op in self.ov_model.get_ordered_ops()}
-        inside: dict[str, bool] = {}  # by layer name, for the last op of that name (an FQ after its op)
-        for friendly, name in layers:
-            layer = name.rsplit(" (", 1)[0]
-            readers = [target.get_node() for target in ops[friendly].output(0).get_target_inputs()]
-            inside[name] = bool(readers) and all(reader.get_type_name() != "Result" and (
-                layer_name(reader.get_friendly_name()) == layer
-                or reader.get_friendly_name() == f"{friendly}{FQ_SUFFIX}") for reader in readers)
-        return {name for name, internal in inside.items() if internal}
-
-    def _exposed(self, layers: list[tuple[str, str]], arrays: list[np.ndarray],
-                 expected: np.ndarray) -> dict[str, torch.Tensor] | None:
-        """The layers' outputs from a copy of the model that outputs them too, or None when
-        that copy's own output is no longer ``expected``."""
+    def _exposed(self, ops: list[str], arrays: list[np.ndarray], expected: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The outputs of ``ops`` (by name) from a copy of the model that outputs them too, or
+        None when that copy's own output is no longer ``expected``."""
         model = self.ov_model.clone()
-        ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
-        model.add_outputs([ops[op].output(0) for op, _ in layers])  # an output already a result is not added again
+        by_name = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+        model.add_outputs([by_name[op].output(0) for op in ops])  # an output already a result is not added again
         fed = [result.input_value(0).get_node().get_friendly_name() for result in model.get_results()]
         result = openvino().Core().compile_model(model, "CPU", compile_config())(arrays)
         if not np.allclose(np.asarray(result[0]), expected, rtol=1e-4, atol=1e-5):
             return None
-        outputs: dict[str, torch.Tensor] = {}
-        for op, name in layers:
-            value = np.asarray(result[fed.index(op)])
-            if value.dtype.kind == "f":
-                outputs.pop(name, None)
-                outputs[name] = torch.from_numpy(value.astype(np.float32, copy=True))
-        return outputs
+        return {op: np.asarray(result[fed.index(op)]) for op in ops}
+
+
+def _layer_of(node: Any) -> str:
+    """The layer an op belongs to: a FakeQuantize NNCF put after an op, that op's; a model
+    output, none (``<output>``)."""
+    if node.get_type_name() == "Result":
+        return "<output>"
+    if node.get_type_name() == "FakeQuantize" and node.get_friendly_name().endswith(FQ_SUFFIX):
+        node = node.input_value(0).get_node()
+    return layer_name(node.get_friendly_name())
 
 
 def layer_name(friendly: str) -> str:
