@@ -14,6 +14,7 @@ fake-quants): for the other paths, the same algorithm on the same calibration ba
 from __future__ import annotations
 
 import copy
+import functools
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,17 +70,28 @@ def quantize(ctx: CellContext) -> Quantized:
                 onnx.save(nncf_.quantize(model, dataset), str(target))
             with ctx.clock.stage(Stage.CONVERT):
                 ov_model = openvino().convert_model(str(target))
-                float_ov = openvino().convert_model(str(source))
+            float_onnx = source.read_bytes()
+        float_artifact = functools.partial(_onnx_artifact, float_onnx)
     else:
         with ctx.clock.stage(Stage.CAPTURE):
             float_ov = _convert(float_model, example)
         with ctx.clock.stage(Stage.CALIBRATE):
             ov_model = nncf_.quantize(float_ov, nncf_.Dataset(batches, lambda b: [t.numpy() for t in b]))
+        float_artifact = functools.partial(OpenVinoModel, float_ov)
     with ctx.clock.stage(Stage.CONVERT):
         simulation = nncf_.quantize(copy.deepcopy(float_model), nncf_.Dataset([tuple(b) for b in batches])).eval()
     return Quantized(OpenVinoModel(ov_model), simulation,
                      "NNCF's quantization of the PyTorch module (same algorithm and calibration), run in PyTorch",
-                     float_artifact=lambda: OpenVinoModel(float_ov))
+                     float_artifact=float_artifact)
+
+
+def _onnx_artifact(content: bytes) -> OpenVinoModel:
+    """The float ONNX model read the way the quantized one is (``ov.convert_model`` of a file),
+    made only when a cell is localized."""
+    with tempfile.TemporaryDirectory(prefix="qmatrix-nncf-") as folder:
+        path = Path(folder) / "float.onnx"
+        path.write_bytes(content)
+        return OpenVinoModel(openvino().convert_model(str(path)))
 
 
 register(Mode(
