@@ -196,8 +196,8 @@ def pytest_configure_node(node) -> None:
 
 def threads_per_worker(config: pytest.Config) -> int:
     """The machine's cores shared among the workers, at least one each: two workers on two
-    cores that each start two intra-op threads spend their time waiting on each other (a
-    12 QAT steps of a small conv model take 0.04 s alone, 1.2-3 s so). OMP_NUM_THREADS, when
+    cores that each start two intra-op threads spend their time waiting on each other (12 QAT
+    steps of a small conv model take 0.04 s alone, 1.2-3 s that way). OMP_NUM_THREADS, when
     set, is taken as it is."""
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return int(os.environ["OMP_NUM_THREADS"])

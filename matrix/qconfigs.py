@@ -134,7 +134,7 @@ def _pt2e_ctr(observer: type, fake_quant: type | None, **kwargs: Any) -> Any:
     return fake_quant.with_args(observer=observer, eps=EPS, **kwargs)
 
 
-# Where PT2E's observer and fake-quant classes live, newest first (torch.ao before torchao).
+# Where PT2E's observer and fake-quant classes live, newest first (torchao, then torch.ao).
 PT2E_OBSERVERS = (
     ("torchao.quantization.pt2e.observer", "torchao.quantization.pt2e.fake_quantize"),
     ("torch.ao.quantization.observer", "torch.ao.quantization.fake_quantize"),
