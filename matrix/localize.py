@@ -9,7 +9,9 @@ or, for a graph (``torch.export``'s, FX's), the last value each module's nodes c
 quantize/dequantize node or an FX observer belongs to the module whose output it
 quantizes). A deployed artifact that is not a PyTorch model (a .tflite, an OpenVINO
 model) reports its own tensors by name through ``layer_outputs`` and is compared with
-the same model's float artifact. Quantization fuses layers (conv, bn and relu become one
+the same model's float artifact. A graph compiled whole (by Inductor, or exported to
+ONNX Runtime) is read from copies compiled with its layers' outputs as extra outputs
+(:class:`CompiledGraph`). Quantization fuses layers (conv, bn and relu become one
 module, or the bn is folded away), so a quantized layer is matched with the reference
 layer, from its own name up to the next quantized layer's, whose output it is closest to.
 """
@@ -32,6 +34,13 @@ QDQ_NAMESPACES = ("quantized_decomposed", "torchao")
 FX_OBSERVER_PREFIX = "activation_post_process"
 QDQ_CALLS = ("quantize_per_tensor", "quantize_per_channel", "dequantize")
 WHOLE_MODEL = " (the whole model)"
+# The input check ``torch.export`` puts in the module it returns: no layer.
+GUARD = "_guards_fn"
+# The layer that stands for the ops between the last layer and the model's output.
+OUTPUT_AFTER = "the output, after "
+# The layer of an artifact's op that writes a model output under the output's own name
+# (a .tflite's ``serving_default_output_0``): not a layer of the model, compared whole.
+MODEL_OUTPUT = "<output>"
 
 
 @dataclass(frozen=True)
@@ -164,21 +173,43 @@ def _module_path(node: torch.fx.Node, owners: dict[torch.fx.Node, str]) -> str |
     return None
 
 
+def _owners(model: torch.fx.GraphModule) -> dict[torch.fx.Node, str]:
+    """The module path each node computes for, in graph order (a quantize/dequantize node or an
+    FX observer, the module of the value it quantizes)."""
+    owners: dict[torch.fx.Node, str] = {}
+    for node in model.graph.nodes:
+        computes = node.op in ("call_function", "call_method") or (node.op == "call_module" and node.target != GUARD)
+        path = _module_path(node, owners) if computes else None
+        if path:
+            owners[node] = path
+    return owners
+
+
+def _last_nodes(model: torch.fx.GraphModule) -> dict[str, torch.fx.Node]:
+    """Each module's last node computing a tensor, by module path, in graph order (read from
+    the graph, not run: a node known not to compute a tensor is left out)."""
+    last: dict[str, torch.fx.Node] = {}
+    for node, path in _owners(model).items():
+        value = node.meta.get("val", None)
+        if value is None or isinstance(value, torch.Tensor) or _quantizes(node):
+            last.pop(path, None)
+            last[path] = node
+    return last
+
+
 def graph_outputs(model: torch.fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
     """For an FX graph (``torch.export``'s or FX's): the last value computed by each module's
     nodes, a ``call_module`` node counting for its module."""
-    owners: dict[torch.fx.Node, str] = {}
+    owners = _owners(model)
     outputs: dict[str, torch.Tensor] = {}
 
     class Recorder(torch.fx.Interpreter):
         def run_node(self, node: torch.fx.Node) -> object:
             value = super().run_node(node)
-            path = _module_path(node, owners) if node.op in ("call_function", "call_module", "call_method") else None
-            tensor = _tensor(value) if path else None
+            tensor = _tensor(value) if node in owners else None
             if tensor is not None:
-                owners[node] = path
-                outputs.pop(path, None)
-                outputs[path] = tensor
+                outputs.pop(owners[node], None)
+                outputs[owners[node]] = tensor
             return value
 
     with torch.no_grad():
@@ -206,12 +237,15 @@ Outputs = dict[str, torch.Tensor]
 
 
 def _as_layout_of(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
-    """``tensor`` in ``shape``: as it is, or a channels-last activation (a .tflite's NHWC)
-    permuted to channels-first; None when neither fits."""
+    """``tensor`` in ``shape``: as it is, a channels-last activation (a .tflite's NHWC) permuted
+    to channels-first, or a sequence-first one (a converted attention's or RNN's) made
+    batch-first; None when none fits."""
     if tensor.shape == shape:
         return tensor
     if tensor.dim() == 4 and tensor.permute(0, 3, 1, 2).shape == shape:
         return tensor.permute(0, 3, 1, 2)
+    if tensor.dim() == 3 and tensor.transpose(0, 1).shape == shape:
+        return tensor.transpose(0, 1)
     return None
 
 
@@ -238,13 +272,16 @@ class LayerOutputs(dict):
 
 def by_layer(outputs: Outputs) -> Outputs:
     """Outputs named ``layer (OP)`` (an artifact's ops) by their layer alone: the layer's
-    output is its last op's whose output leaves the layer, as for a PyTorch module."""
+    output is its last op's whose output leaves the layer, as for a PyTorch module. The
+    model output's own op is left out: :func:`localize` compares the output whole."""
     found: Outputs = {}
     internal = getattr(outputs, "internal", set())
     for name, value in outputs.items():
         if name in internal:
             continue
         layer = name.rsplit(" (", 1)[0] if name.endswith(")") else name
+        if layer == MODEL_OUTPUT:
+            continue
         found.pop(layer, None)
         found[layer] = value
     return found
@@ -276,22 +313,150 @@ def match(reference_outputs: Outputs, quantized_outputs: Outputs, measure: Measu
     return series
 
 
+def _runs(outputs: Outputs) -> list[list[tuple[str, torch.Tensor]]]:
+    """Consecutive outputs of one shape, grouped."""
+    runs: list[list[tuple[str, torch.Tensor]]] = []
+    for name, value in outputs.items():
+        if runs and runs[-1][-1][1].shape == value.shape:
+            runs[-1].append((name, value))
+        else:
+            runs.append([(name, value)])
+    return runs
+
+
+def aligned(reference_outputs: Outputs, quantized_outputs: Outputs, measure: Measure = SQNR) -> list[tuple[str, float]]:
+    """(quantized layer, its measure against the closest reference layer) for layers with no
+    name in common (a converter that named the ops anew, a Keras twin, a decomposed op).
+
+    As many layers on both sides, of the same shapes, are paired in order. Else both sides
+    are cut into runs of consecutive layers of one shape, and each quantized run is paired,
+    in order, with the next reference run of its shape: the layers of a run are one layer
+    and what a fusion or a decomposition made of it (conv, bn and relu; the partial sums of
+    a pooling). A run's last layer, its output, is compared with the closest
+    layer of the reference run, under whose name it is listed (the last of equals: the
+    module rather than its observer).
+
+    Layers are named as in the reference: a PyTorch model's module paths rather than a
+    converter's op names."""
+    if len(reference_outputs) == len(quantized_outputs) and all(
+            _as_layout_of(value, reference.shape) is not None
+            for reference, value in zip(reference_outputs.values(), quantized_outputs.values())):
+        # The same layers, shape for shape (a converter numbered them anew): paired in order.
+        return [(name, measure.compute(reference, _as_layout_of(value, reference.shape)))
+                for (name, reference), (_, value) in zip(reference_outputs.items(), quantized_outputs.items())]
+    references, series, start = _runs(reference_outputs), [], 0
+    for run in _runs(quantized_outputs):
+        value = run[-1][1]
+        for index in range(start, len(references)):
+            fitted = _as_layout_of(value, references[index][0][1].shape)
+            if fitted is not None:
+                values = [(measure.compute(reference, fitted), name) for name, reference in references[index]]
+                best = measure.best([v for v, _ in values])
+                series.append((next(name for v, name in reversed(values) if v == best), best))
+                start = index + 1
+                break
+    return series
+
+
 def localize(reference: nn.Module, quantized_model: nn.Module, inputs: tuple[torch.Tensor, ...],
-             limit: float, measure: Measure = SQNR) -> Divergence:
-    """The per-layer ``measure`` of ``quantized_model`` against ``reference`` and its first layer beyond ``limit``."""
+             limit: float, measure: Measure = SQNR, name: str | None = None) -> Divergence:
+    """The per-layer ``measure`` of ``quantized_model`` against ``reference`` and its first layer
+    beyond ``limit``. ``name`` names the model when the whole model is its one layer compared."""
     expected, found = layer_outputs(reference, inputs), layer_outputs(quantized_model, inputs)
     layers = match(expected, found, measure)
-    if not layers and len(expected) == len(found) and all(
-            e.shape == f.shape for e, f in zip(expected.values(), found.values())):
-        # No name in common (a converter numbered the ops anew) but the same layers, shape for
-        # shape: they are paired in order, under the reference's names.
-        layers = [(name, measure.compute(e, f)) for (name, e), f in zip(expected.items(), found.values())]
-    if not layers:
-        # No layer to match (a model of one functional op, an artifact whose tensors have other
-        # names): the whole model is the one layer compared, and the name says so.
-        with torch.no_grad():
-            whole, quantized = _tensor(reference(*inputs)), _tensor(quantized_model(*inputs))
-        if whole is not None and quantized is not None and whole.shape == quantized.shape:
-            layers = [(f"{type(reference).__name__}{WHOLE_MODEL}", measure.compute(whole, quantized))]
+    if not layers and not set(by_layer(expected)) & set(by_layer(found)):
+        layers = aligned(by_layer(expected), by_layer(found), measure)
+    with torch.no_grad():
+        whole, quantized = _tensor(reference(*inputs)), _tensor(quantized_model(*inputs))
+    whole_value = measure.compute(whole, quantized) \
+        if whole is not None and quantized is not None and whole.shape == quantized.shape else None
+    if not layers and whole_value is not None:
+        # No layer to match (a model of one functional op or operator module, an artifact whose
+        # layers have neither the names nor the shapes of the reference's): the whole model is
+        # the one layer compared, and the name says so.
+        layers = [(f"{name or type(reference).__name__}{WHOLE_MODEL}", whole_value)]
+    elif (layers and whole_value is not None and measure.beyond(whole_value, limit)
+          and not any(measure.beyond(value, limit) for _, value in layers)):
+        # Every layer within the limit but not the output: the departure is in the ops after
+        # the last layer (a concatenation, a mean in the model's own forward).
+        layers.append((f"{OUTPUT_AFTER}{layers[-1][0]}", whole_value))
     first = next(((name, value) for name, value in layers if measure.beyond(value, limit)), None)
     return Divergence(measure, layers, first[0] if first else None, round(first[1], 3) if first else None, limit)
+
+
+class CompiledGraph:
+    """A graph as a backend compiled it whole (Inductor's code, an ONNX Runtime session of its
+    export), with no layer left to read. ``layer_outputs`` compiles a copy of the graph, by the
+    same ``build``, whose outputs are the model's own output and each module's last value;
+    where that value is the dequantization of an int8 tensor, the int8 tensor itself is the
+    output (exposing the float value would keep the backend from fusing the quantized op) and
+    is dequantized here.
+
+    An extra output can change what the backend compiles (it may keep a float value alive
+    that a fused int8 kernel would not produce), so the copy counts only if its own output
+    is still the deployed output; if not, each layer is exposed alone, and a layer whose
+    exposure changes the output is left out.
+    """
+
+    def __init__(self, run: Callable[..., torch.Tensor], model: torch.fx.GraphModule,
+                 build: Callable[[torch.fx.GraphModule], Callable[..., tuple[torch.Tensor, ...]]]) -> None:
+        self.run, self.model, self.build = run, model, build
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.run(*inputs)
+
+    def layer_outputs(self, *inputs: torch.Tensor) -> Outputs:
+        expected = self.run(*inputs)
+        layers = {path: _read_point(node) for path, node in _last_nodes(self.model).items()}
+        values = self._exposed(layers, inputs, expected)
+        if values is None:
+            values = {}
+            for path, point in layers.items():
+                values.update(self._exposed({path: point}, inputs, expected) or {})
+        return {path: values[path] for path in layers if path in values}
+
+    def _exposed(self, layers: dict[str, tuple[torch.fx.Node, torch.fx.Node | None]],
+                 inputs: tuple[torch.Tensor, ...], expected: torch.Tensor) -> Outputs | None:
+        """The values of ``layers`` from a copy that outputs them too, or None when that copy does
+        not compile or its own output is no longer ``expected``."""
+        try:
+            own, *values = self.build(_exposing(self.model, [node for node, _ in layers.values()]))(*inputs)
+        except Exception:
+            return None
+        if own.shape != expected.shape or not torch.allclose(own.float(), expected.float(), rtol=1e-4, atol=1e-5):
+            return None
+        found = {}
+        for (path, (_, dequantize)), value in zip(layers.items(), values):
+            if dequantize is not None:
+                value = dequantize.target(value, *dequantize.args[1:], **dequantize.kwargs)
+            tensor = _tensor(value)
+            if tensor is not None:
+                found[path] = tensor
+        return found
+
+
+def _read_point(node: torch.fx.Node) -> tuple[torch.fx.Node, torch.fx.Node | None]:
+    """(the node to output for a layer whose last node is ``node``, the dequantization to apply
+    to it): a decomposed dequantize of a quantize node with constant parameters is read as the
+    quantize node's int8 output and dequantized here."""
+    source = node.args[0] if node.args else None
+    if (node.op == "call_function" and str(node.target).startswith(QDQ_NAMESPACES) and "dequantize" in str(node.target)
+            and isinstance(source, torch.fx.Node) and source.op == "call_function"
+            and str(source.target).startswith(QDQ_NAMESPACES) and ".quantize" in str(source.target)
+            and not any(isinstance(arg, torch.fx.Node) for arg in (*node.args[1:], *node.kwargs.values()))):
+        return source, node
+    return node, None
+
+
+def _exposing(model: torch.fx.GraphModule, nodes: list[torch.fx.Node]) -> torch.fx.GraphModule:
+    """A copy of ``model`` that returns (its own output, the value of each of ``nodes``), with no
+    input or output conversion (an exported module's pytree specs and guard are dropped)."""
+    graph = torch.fx.Graph()
+    copies: dict[torch.fx.Node, torch.fx.Node] = {}
+    output = graph.graph_copy(model.graph, copies)
+    own = output[0] if isinstance(output, (tuple, list)) else output
+    graph.output((own, *(copies[node] for node in nodes)))
+    for node in list(graph.nodes):
+        if node.op == "call_module" and node.target == GUARD:
+            graph.erase_node(node)
+    return torch.fx.GraphModule(model, graph)

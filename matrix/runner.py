@@ -15,7 +15,7 @@ from torch import nn
 from matrix.backends import BACKENDS, Backend, Deployed
 from matrix.cases import Case
 from matrix.cell import Stage, StageClock, StageFailed, Status, Unavailable, first_line, stable_seed
-from matrix.localize import SQNR, STEPS, localize
+from matrix.localize import SQNR, STEPS, CompiledGraph, localize
 from matrix.metrics import compare, sqnr_db
 from matrix.modes import MODES, Quantized
 from matrix.qspecs import QSPECS, QSpec
@@ -23,6 +23,10 @@ from matrix.schemes import SCHEMES, Scheme
 from matrix.thresholds import Thresholds
 from matrix.watchdog import CellTimeout, time_limit
 from models import BATCH, MODELS, Inputs, ModelData, ModelSpec
+
+# What first divergence looked inside (the record's ``divergence.compared``).
+DEPLOYED = "the deployed model"
+STAND_IN = "the mode's model run in PyTorch"
 
 
 @dataclass
@@ -180,20 +184,23 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         with backend.activate():
             off_simulation_only = not any(v.startswith("sqnr_db") for v in violations) and any(
                 v.startswith("lsb_err_vs_sim") for v in violations)
-            subject, deployed_itself = _localized(deployed, quantized)
+            subject, compared = _localized(deployed, quantized)
             start = worst_batch(simulated if off_simulation_only else reference, output, off_simulation_only)
             record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,
-                                               off_simulation_only, deployed_itself, start)
+                                               off_simulation_only, compared, start, case.model)
 
 
-def _localized(deployed: Deployed, quantized: Quantized) -> tuple[nn.Module, bool]:
-    """What first divergence looks inside, and whether that is what was deployed: the deployed
-    artifact when it reports its own layers (a .tflite, an OpenVINO model) or is the mode's
-    model itself (PyTorch's engines); else the mode's model run in PyTorch, standing in for
-    a compiled artifact (Inductor's code, an ONNX Runtime session, an ExecuTorch program)."""
-    if callable(getattr(deployed.run, "layer_outputs", None)):
-        return deployed.run, True
-    return quantized.model, deployed.model is quantized.model
+def _localized(deployed: Deployed, quantized: Quantized) -> tuple[nn.Module, str]:
+    """What first divergence looks inside, and what that is: the deployed artifact when it
+    reports its own layers (a .tflite, an OpenVINO model), when it is a graph compiled again
+    with its layers as outputs (Inductor's code, an ONNX Runtime session) or when it is the
+    mode's model itself (PyTorch's engines); else the mode's model run in PyTorch, standing
+    in for the artifact (an ExecuTorch program, an ONNX Runtime session of a module)."""
+    if isinstance(deployed.run, CompiledGraph):
+        return deployed.run, DEPLOYED + ", compiled again with its layers as extra outputs"
+    if callable(getattr(deployed.run, "layer_outputs", None)) or deployed.model is quantized.model:
+        return (deployed.run if deployed.model is None else deployed.model), DEPLOYED
+    return quantized.model, STAND_IN
 
 
 def worst_batch(expected: torch.Tensor, output: torch.Tensor, by_distance: bool) -> int:
@@ -208,30 +215,27 @@ def worst_batch(expected: torch.Tensor, output: torch.Tensor, by_distance: bool)
 
 
 def _divergence(float_model: nn.Module, quantized: Quantized, subject: nn.Module, inputs: Inputs, limits: dict,
-                off_simulation_only: bool, deployed_itself: bool, start: int = 0) -> dict:
-    """Where ``subject`` (see :func:`_localized`) first leaves its reference, on the batch from
-    row ``start`` (the one where the cell's output is worst).
+                off_simulation_only: bool, compared: str, start: int = 0, name: str | None = None) -> dict:
+    """Where ``subject`` (``compared``, see :func:`_localized`) first leaves its reference, on the batch from
+    row ``start`` (the one where the cell's output is worst); ``name`` is the model's, for a
+    model compared whole.
 
     The reference is the mode's simulation (in output steps) for a cell whose output is near
-    float but not near its simulation; else, or when an artifact's layers do not match the
-    simulation's, the float model: the same model's float artifact when the mode made one
-    (compared tensor by tensor inside the format), else the PyTorch float model (SQNR).
-    A failure to localize is noted in the record and changes no status."""
+    float but not near its simulation; else the float model: the same model's float artifact
+    when the mode made one (compared tensor by tensor inside the format), else the PyTorch
+    float model (SQNR). A failure to localize is noted in the record and changes no status."""
     batch = tuple(tensor[start : start + BATCH] for tensor in inputs)
     try:
         found = None
         if off_simulation_only:
-            found = localize(quantized.simulation, subject, batch, limits["max_lsb_err_vs_sim"], STEPS)
-            if quantized.float_artifact is not None and not found.layer_level:
-                found = None  # an artifact whose layers do not match the simulation's: against its float artifact
-        if found is None and quantized.float_artifact is not None:
-            found = localize(quantized.float_artifact(), subject, batch, limits["min_sqnr_db"], SQNR)
-        elif found is None:
-            found = localize(float_model, subject, batch, limits["min_sqnr_db"], SQNR)
+            found = localize(quantized.simulation, subject, batch, limits["max_lsb_err_vs_sim"], STEPS, name)
+        if not (found and found.layers) and quantized.float_artifact is not None:
+            found = localize(quantized.float_artifact(), subject, batch, limits["min_sqnr_db"], SQNR, name)
+        elif not (found and found.layers):
+            found = localize(float_model, subject, batch, limits["min_sqnr_db"], SQNR, name)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
-    compared = "the deployed model" if deployed_itself else "the mode's model run in PyTorch"
-    summary = found.summary() + ("" if deployed_itself else f" ({compared}, not the deployed artifact)")
+    summary = found.summary() + (f" ({compared}, not the deployed artifact)" if compared == STAND_IN else "")
     return {**found.as_record(), "compared": compared, "batch_start": start, "summary": summary}
 
 

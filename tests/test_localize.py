@@ -33,6 +33,21 @@ def inputs() -> tuple[torch.Tensor]:
     return (torch.randn(64, 16, generator=torch.Generator().manual_seed(0)),)
 
 
+class Artifact(nn.Module):
+    """A model standing in for a converted artifact: it runs ``model`` and reports its layers
+    as ``rename`` turns them (names, layouts, which ones), given the layers and the input."""
+
+    def __init__(self, model: nn.Module, rename) -> None:
+        super().__init__()
+        self.model, self.rename = model, rename
+
+    def forward(self, x):
+        return self.model(x)
+
+    def layer_outputs(self, x):
+        return self.rename(layer_outputs(self.model, (x,)), x)
+
+
 def eager_quantized(bad_layer: str) -> tuple[nn.Module, nn.Module]:
     """The float stack and its eager static quantization, fused, where ``bad_layer`` alone
     gets an output observer with fixed, far too coarse parameters (a scale of 5)."""
@@ -125,21 +140,13 @@ def test_a_model_off_its_simulation_is_localized_in_output_steps():
 
 
 def test_layers_without_a_common_name_are_paired_in_order():
-    class Numbered(nn.Module):
-        def __init__(self, model: nn.Module, offset: int) -> None:
-            super().__init__()
-            self.model, self.offset = model, offset
-
-        def forward(self, x):
-            return self.model(x)
-
-        def layer_outputs(self, x):
-            found = layer_outputs(self.model, (x,)).values()
-            return {f"op_{index + self.offset}": value for index, value in enumerate(found)}
+    def numbered(offset: int):
+        return lambda found, x: {f"op_{index + offset}": value for index, value in enumerate(found.values())}
 
     torch.manual_seed(0)
     float_model = Stack().eval()
-    found = localize(Numbered(float_model, 0), Numbered(broken_at_fc3(float_model), 100), inputs(), LIMIT_DB)
+    found = localize(Artifact(float_model, numbered(0)), Artifact(broken_at_fc3(float_model), numbered(100)),
+                     inputs(), LIMIT_DB)
     names = [name for name, _ in found.layers]
     assert names[:2] == ["op_0", "op_1"] and len(names) == len(layer_outputs(float_model, inputs()))
     assert found.first == "op_4"  # fc1, relu1, fc2, relu2, then fc3
@@ -202,18 +209,9 @@ def test_an_artifacts_channels_last_ops_are_compared_with_a_pytorch_models_layer
         def forward(self, x):
             return self.conv2(self.conv1(x))
 
-    class ChannelsLast(nn.Module):
-        def __init__(self, model: nn.Module) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x):
-            return self.model(x)
-
-        def layer_outputs(self, x):
-            found = layer_outputs(self.model, (x,))
-            return {"conv1 (TRANSPOSE)": x.permute(0, 2, 3, 1),
-                    **{f"{name} (CONV_2D)": value.permute(0, 2, 3, 1) for name, value in found.items()}}
+    def channels_last(found, x):
+        return {"conv1 (TRANSPOSE)": x.permute(0, 2, 3, 1),
+                **{f"{name} (CONV_2D)": value.permute(0, 2, 3, 1) for name, value in found.items()}}
 
     torch.manual_seed(0)
     reference = Conv().eval()
@@ -221,6 +219,113 @@ def test_an_artifacts_channels_last_ops_are_compared_with_a_pytorch_models_layer
     with torch.no_grad():
         broken.conv2.weight.mul_(-1.0)
     example = (torch.randn(2, 3, 5, 6),)
-    found = localize(reference, ChannelsLast(broken), example, LIMIT_DB)
+    found = localize(reference, Artifact(broken, channels_last), example, LIMIT_DB)
     assert [name for name, _ in found.layers] == ["conv1", "conv2"]
     assert found.layers[0][1] > 100 and found.first == "conv2"
+
+
+class QuantizedFc(nn.Module):
+    """A linear layer whose output is quantized to int8 and dequantized, as in a PT2E graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x):
+        q = torch.ops.quantized_decomposed.quantize_per_tensor.default(self.fc(x), 0.05, 0, -128, 127, torch.int8)
+        return torch.ops.quantized_decomposed.dequantize_per_tensor.default(q, 0.05, 0, -128, 127, torch.int8)
+
+
+class QuantizedPair(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = QuantizedFc(), QuantizedFc()
+
+    def forward(self, x):
+        return self.second(self.first(x))
+
+
+def test_a_compiled_graph_is_read_from_copies_compiled_with_its_layers_as_outputs():
+    """A backend that compiles a graph whole (Inductor, ONNX Runtime) keeps no layer: a copy
+    outputs each layer's last value; a dequantized int8 value is output as int8 and
+    dequantized after, and a copy whose own output changed is not trusted."""
+    import torch.ao.quantization.fx._decomposed
+
+    from matrix.localize import CompiledGraph
+
+    torch.manual_seed(0)
+    model = QuantizedPair().eval()
+    graph = torch.export.export(model, inputs()).module()
+    built: list[list[torch.dtype]] = []
+
+    def build(copy: torch.fx.GraphModule):
+        def run(*args):
+            own, *values = copy(*args)
+            built.append([value.dtype for value in values])
+            return (own, *values)
+        return run
+
+    compiled = CompiledGraph(graph, graph, build)
+    found = compiled.layer_outputs(*inputs())
+    assert list(found) == ["first.fc", "second.fc"]
+    assert built == [[torch.int8, torch.int8]]  # the int8 tensors, not their dequantization
+    with torch.no_grad():
+        expected = model.first(inputs()[0])
+    assert torch.equal(found["first.fc"], expected)
+
+    # A backend whose output changes when both layers are exposed at once, or the second alone.
+    def fussy(copy: torch.fx.GraphModule):
+        exposed = len(list(copy.graph.find_nodes(op="output"))[0].args[0]) - 1
+        quantizes = [n for n in copy.graph.nodes if "quantize_per_tensor" in str(n.target)
+                     and "dequantize" not in str(n.target)]
+        second = any(user.op == "output" for user in quantizes[-1].users)
+        run = build(copy)
+        return (lambda *args: (run(*args)[0] + 1.0, *run(*args)[1:])) if exposed > 1 or second else run
+
+    alone = CompiledGraph(graph, graph, fussy).layer_outputs(*inputs())
+    assert list(alone) == ["first.fc"]
+
+
+def test_a_departure_after_the_last_layer_is_placed_at_the_output():
+    """Every layer within the limit but not the output: the ops after the last layer (here a
+    scaling in the model's own forward) are where the model first departs."""
+
+    class Scaled(Stack):
+        scale = 1.0
+
+        def forward(self, x):
+            return super().forward(x) * self.scale
+
+    torch.manual_seed(0)
+    reference = Scaled().eval()
+    flipped = copy.deepcopy(reference)
+    flipped.scale = -1.0
+    found = localize(reference, flipped, inputs(), LIMIT_DB)
+    assert [name for name, _ in found.layers][-1] == "the output, after fc4"
+    assert found.first == "the output, after fc4"
+
+
+def test_runs_of_one_shape_are_aligned_when_names_and_counts_differ():
+    """An artifact that fused conv, bn and relu and named them anew is compared, run of one shape
+    by run, with the reference's layers, under the reference's names."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()
+            self.conv2, self.relu2 = nn.Conv2d(4, 6, 3), nn.ReLU()
+
+        def forward(self, x):
+            return self.relu2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+
+    def renamed(found, x):
+        return {"block/re_lu (CONV_2D)": found["relu1"], "block/re_lu_1 (CONV_2D)": found["relu2"]}
+
+    torch.manual_seed(0)
+    reference = Block().eval()
+    broken = copy.deepcopy(reference)
+    with torch.no_grad():
+        broken.conv2.weight.mul_(-1.0)
+    found = localize(reference, Artifact(broken, renamed), (torch.randn(2, 3, 8, 8),), LIMIT_DB)
+    assert [name for name, _ in found.layers] == ["relu1", "relu2"]
+    assert found.layers[0][1] > 100 and found.first == "relu2"

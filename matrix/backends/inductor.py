@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from matrix.backends import Backend, Deployed, Inspection, register
 from matrix.cell import Stage, Unavailable
+from matrix.localize import CompiledGraph
 from matrix.qconfigs import pt2e_config
 from matrix.qspecs import QSPECS
 
@@ -37,19 +40,28 @@ def inspect_code(sources: list[str]) -> Inspection:
     return found
 
 
-def deploy(ctx, model: torch.nn.Module) -> Deployed:
+def compiled(model: torch.nn.Module) -> Callable[..., Any]:
+    """``model`` compiled as deployed: freezing on, no autograd."""
     from torch._inductor import config as inductor_config
+
+    compiled_model = torch.compile(model)
+
+    def run(*inputs: torch.Tensor) -> Any:
+        with inductor_config.patch(freezing=True), torch.no_grad():
+            return compiled_model(*inputs)
+
+    return run
+
+
+def deploy(ctx, model: torch.nn.Module) -> Deployed:
     from torch._inductor.utils import run_and_get_code
 
-    with ctx.clock.stage(Stage.EXPORT), inductor_config.patch(freezing=True), torch.no_grad():
-        compiled = torch.compile(model)
-        _, sources = run_and_get_code(compiled, *ctx.data.calibration[0])
+    with ctx.clock.stage(Stage.EXPORT):
+        run = compiled(model)
+        _, sources = run_and_get_code(run, *ctx.data.calibration[0])
     inspection = inspect_code(sources)
-
-    def run(*inputs: torch.Tensor) -> torch.Tensor:
-        with inductor_config.patch(freezing=True), torch.no_grad():
-            return compiled(*inputs)
-
+    if isinstance(model, torch.fx.GraphModule):
+        run = CompiledGraph(run, model, compiled)
     return Deployed(run, inspection)
 
 

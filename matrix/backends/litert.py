@@ -30,7 +30,7 @@ import torch
 
 from matrix.backends import Backend, Deployed, Inspection, missing_packages, register
 from matrix.cell import Stage
-from matrix.localize import LayerOutputs
+from matrix.localize import MODEL_OUTPUT, LayerOutputs
 from matrix.qconfigs import per_channel_only
 from matrix.qspecs import QSPECS
 
@@ -168,7 +168,8 @@ class TFLiteModel(torch.nn.Module):
         run = self._invoke(interpreter(self.content, keep_tensors=True), inputs)
         tensors = {t["index"]: t for t in run.get_tensor_details()}
         ops = [op for op in run._get_ops_details() if len(op["outputs"])]
-        layer_of = {op["outputs"][0]: layer_name(tensors[op["outputs"][0]]["name"]) for op in ops}
+        outputs_named = tuple(tensors[detail["index"]]["name"] for detail in run.get_output_details())
+        layer_of = {op["outputs"][0]: layer_name(tensors[op["outputs"][0]]["name"], outputs_named) for op in ops}
         readers: dict[int, set[str]] = {}
         for op in ops:
             for tensor in op["inputs"]:
@@ -197,13 +198,16 @@ class TFLiteModel(torch.nn.Module):
         return run
 
 
-def layer_name(tensor: str) -> str:
+def layer_name(tensor: str, outputs: tuple[str, ...] = ()) -> str:
     """A tensor name as the layer it belongs to. litert-torch writes the stacks of the modules
     an op computes (``pkg.Model/torch.nn.modules.conv.Conv2d_conv1``), several joined by ``;``
-    when modules were fused: the first is the layer's name (``conv1``). Any other name
-    (TensorFlow's) is kept up to its first ``;``."""
+    when modules were fused: the first is the layer's name (``conv1``). A tensor named after
+    one of the model's ``outputs`` (``serving_default_output_0``, or its int8 value
+    ``StatefulPartitionedCall:0_int16`` before a dequantize) belongs to no layer
+    (``MODEL_OUTPUT``); any other name (TensorFlow's) is kept up to its first ``;``."""
     entries = tensor.split(";")
-    return next((path for path in map(_module_path, entries) if path), entries[0])
+    path = next((path for path in map(_module_path, entries) if path), None)
+    return path or (MODEL_OUTPUT if outputs and tensor.startswith(outputs) else entries[0])
 
 
 def _module_path(entry: str) -> str | None:

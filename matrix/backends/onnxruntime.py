@@ -24,6 +24,7 @@ import torch
 
 from matrix.backends import Backend, Deployed, Inspection, missing_packages, quantized_engine, register
 from matrix.cell import Stage, Unavailable, first_line
+from matrix.localize import CompiledGraph
 from matrix.qconfigs import pt2e_config
 from matrix.qspecs import QSPECS
 
@@ -216,12 +217,14 @@ def load_session(path: Path, optimized_path: Path) -> Any:
     return ort.InferenceSession(str(path), options, providers=PROVIDERS)
 
 
-def session_runner(session: Any):
+def session_runner(session: Any, every_output: bool = False):
+    """The session as a function of tensors: its first output, or all of them."""
     names = [i.name for i in session.get_inputs()]
 
-    def run(*inputs: torch.Tensor) -> torch.Tensor:
+    def run(*inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         feeds = {name: tensor.detach().numpy() for name, tensor in zip(names, inputs)}
-        return torch.from_numpy(session.run(None, feeds)[0])
+        outputs = tuple(torch.from_numpy(output) for output in session.run(None, feeds))
+        return outputs if every_output else outputs[0]
 
     return run
 
@@ -271,9 +274,22 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
             else:
                 with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
                     export(model, ctx.data.calibration[0], path, ctx.qspec.onnx_exporter)
-            return deploy_onnx(ctx, path)
+            deployed = deploy_onnx(ctx, path)
         finally:
             keep(Path(folder), ctx.artifacts)
+    if isinstance(model, torch.fx.GraphModule):
+        example, exporter = ctx.data.calibration[0], ctx.qspec.onnx_exporter
+        deployed.run = CompiledGraph(deployed.run, model, lambda graph: exported_session(graph, example, exporter))
+    return deployed
+
+
+def exported_session(model: torch.nn.Module, example: tuple[torch.Tensor, ...], exporter: str):
+    """``model`` exported as deployed and run by ONNX Runtime, returning every output."""
+    with tempfile.TemporaryDirectory(prefix="qmatrix-onnx-") as folder:
+        path = Path(folder) / "model.onnx"
+        with torch.no_grad():
+            export(model, example, path, exporter)
+        return session_runner(load_session(path, path.with_name("model.optimized.onnx")), every_output=True)
 
 
 def keep(folder: Path, artifacts: Path | None) -> None:
