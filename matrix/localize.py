@@ -73,6 +73,7 @@ class Divergence:
     first: str | None = None
     value: float | None = None
     limit: float | None = None
+    unread: dict[str, str] = field(default_factory=dict)  # layers of the subject left out, and why
 
     @property
     def layer_level(self) -> bool:
@@ -93,9 +94,14 @@ class Divergence:
             "first": self.first, "value": self.value, "limit": self.limit,
             "worst": worst[0] if worst else None, "worst_value": round(worst[1], 3) if worst else None,
             "layers": [[name, round(value, 3)] for name, value in self.layers],
+            **({"unread": self.unread} if self.unread else {}),
         }
 
     def summary(self) -> str:
+        unread = f"; not read: {', '.join(self.unread)}" if self.unread else ""
+        return self._finding() + unread
+
+    def _finding(self) -> str:
         worst, unit = self.worst, self.measure.unit
         if self.measure is SQNR:
             if worst is None:
@@ -252,11 +258,12 @@ def _as_layout_of(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor | Non
 class LayerOutputs(dict):
     """An artifact's outputs by ``layer (OP)``, with the names of ops whose output only the
     same layer's ops read (a partial sum inside a decomposed pooling, say): those are not the
-    layer's output."""
+    layer's output; and the layers that could not be read, with the reason (``unread``)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.internal: set[str] = set()
+        self.unread: dict[str, str] = {}
 
     def put(self, layer: str, op: str, value: torch.Tensor, read_by: set[str]) -> None:
         """The output of an ``op`` of ``layer``, read by ops of the layers ``read_by`` (none for
@@ -381,7 +388,8 @@ def localize(reference: nn.Module, quantized_model: nn.Module, inputs: tuple[tor
         # the last layer (a concatenation, a mean in the model's own forward).
         layers.append((f"{OUTPUT_AFTER}{layers[-1][0]}", whole_value))
     first = next(((name, value) for name, value in layers if measure.beyond(value, limit)), None)
-    return Divergence(measure, layers, first[0] if first else None, round(first[1], 3) if first else None, limit)
+    return Divergence(measure, layers, first[0] if first else None, round(first[1], 3) if first else None, limit,
+                      dict(getattr(found, "unread", {})))
 
 
 class CompiledGraph:
@@ -405,26 +413,33 @@ class CompiledGraph:
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.run(*inputs)
 
-    def layer_outputs(self, *inputs: torch.Tensor) -> Outputs:
+    def layer_outputs(self, *inputs: torch.Tensor) -> LayerOutputs:
         expected = self.run(*inputs)
         layers = {path: _read_point(node) for path, node in _last_nodes(self.model).items()}
-        values = self._exposed(layers, inputs, expected)
-        if values is None:
+        values, unread = self._exposed(layers, inputs, expected), {}
+        if isinstance(values, str):
             values = {}
             for path, point in layers.items():
-                values.update(self._exposed({path: point}, inputs, expected) or {})
-        return {path: values[path] for path in layers if path in values}
+                alone = self._exposed({path: point}, inputs, expected)
+                if isinstance(alone, str):
+                    unread[path] = alone
+                else:
+                    values.update(alone)
+        found = LayerOutputs()
+        found.update((path, values[path]) for path in layers if path in values)
+        found.unread = unread
+        return found
 
     def _exposed(self, layers: dict[str, tuple[torch.fx.Node, torch.fx.Node | None]],
-                 inputs: tuple[torch.Tensor, ...], expected: torch.Tensor) -> Outputs | None:
-        """The values of ``layers`` from a copy that outputs them too, or None when that copy does
-        not compile or its own output is no longer ``expected``."""
+                 inputs: tuple[torch.Tensor, ...], expected: torch.Tensor) -> Outputs | str:
+        """The values of ``layers`` from a copy that outputs them too, or why there are none: the
+        copy did not compile or run (the error), or its own output is no longer ``expected``."""
         try:
             own, *values = self.build(_exposing(self.model, [node for node, _ in layers.values()]))(*inputs)
-        except Exception:
-            return None
+        except Exception as exc:  # a copy the backend cannot build is a layer not read, never a finding
+            return f"exposing it failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if own.shape != expected.shape or not torch.allclose(own.float(), expected.float(), rtol=1e-4, atol=1e-5):
-            return None
+            return "exposing it changes the model's output"
         found = {}
         for (path, (_, dequantize)), value in zip(layers.items(), values):
             if dequantize is not None:

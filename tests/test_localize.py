@@ -193,6 +193,8 @@ def test_openvino_models_are_localized_and_an_exposure_that_changes_the_output_i
     monkeypatch.setattr(OpenVinoModel, "_exposed", fussy)
     alone = localize(expected, broken, example, LIMIT_DB)
     names = [name for name, _ in alone.layers]
+    assert alone.unread == {"relu2 (Relu)": "exposing it changes the model's output"}
+    assert alone.summary().endswith("; not read: relu2 (Relu)")
     assert "relu2 (Relu)" not in names and names == [n for n, _ in found.layers if n != "relu2 (Relu)"]
     assert alone.first == "fc3 (MatMul)"
 
@@ -284,6 +286,7 @@ def test_a_compiled_graph_is_read_from_copies_compiled_with_its_layers_as_output
 
     alone = CompiledGraph(graph, graph, fussy).layer_outputs(*inputs())
     assert list(alone) == ["first.fc"]
+    assert alone.unread == {"second.fc": "exposing it changes the model's output"}
 
 
 def test_a_departure_after_the_last_layer_is_placed_at_the_output():

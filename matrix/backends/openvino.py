@@ -92,11 +92,14 @@ class OpenVinoModel(torch.nn.Module):
         expected = np.asarray(self.compiled()(arrays)[0])
         layers = self._layers()
         values = self._exposed([op for op, *_ in layers], arrays, expected)
+        outputs = LayerOutputs()
         if values is None:
             values = {}
-            for op, *_ in layers:
-                values.update(self._exposed([op], arrays, expected) or {})
-        outputs = LayerOutputs()
+            for op, layer, kind, _ in layers:
+                alone = self._exposed([op], arrays, expected)
+                if alone is None:
+                    outputs.unread[f"{layer} ({kind})"] = "exposing it changes the model's output"
+                values.update(alone or {})
         for op, layer, kind, read_by in layers:
             if op in values and values[op].dtype.kind == "f":
                 outputs.put(layer, kind, torch.from_numpy(values[op].astype(np.float32, copy=True)), read_by)
