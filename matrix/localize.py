@@ -428,7 +428,23 @@ class CompiledGraph:
         found = LayerOutputs()
         found.update((path, values[path]) for path in layers if path in values)
         found.unread = unread
+        self._drop_unwritten(found, layers, inputs)
         return found
+
+    def _drop_unwritten(self, found: LayerOutputs, layers: dict[str, tuple[torch.fx.Node, torch.fx.Node | None]],
+                        inputs: tuple[torch.Tensor, ...]) -> None:
+        """A layer the backend returned as all zeros where the graph run in PyTorch has a nonzero
+        value is not read: a buffer the compiled code never wrote (ExecuTorch's XNNPACK delegate
+        does this), not a layer's output."""
+        with torch.no_grad():
+            _, *values = _exposing(self.model, [node for node, _ in layers.values()])(*inputs)
+        for (path, (_, dequantize)), value in zip(layers.items(), values):
+            if path not in found or found[path].any():
+                continue
+            graph_value = _read_value(value, dequantize)
+            if graph_value is not None and graph_value.any():
+                del found[path]
+                found.unread[path] = "the backend returned zeros where the graph run in PyTorch does not"
 
     def _exposed(self, layers: dict[str, tuple[torch.fx.Node, torch.fx.Node | None]],
                  inputs: tuple[torch.Tensor, ...], expected: torch.Tensor) -> Outputs | str:
@@ -442,12 +458,17 @@ class CompiledGraph:
             return "exposing it changes the model's output"
         found = {}
         for (path, (_, dequantize)), value in zip(layers.items(), values):
-            if dequantize is not None:
-                value = dequantize.target(value, *dequantize.args[1:], **dequantize.kwargs)
-            tensor = _tensor(value)
+            tensor = _read_value(value, dequantize)
             if tensor is not None:
                 found[path] = tensor
         return found
+
+
+def _read_value(value: object, dequantize: torch.fx.Node | None) -> torch.Tensor | None:
+    """An exposed value as a float tensor, dequantized by ``dequantize`` (see :func:`_read_point`)."""
+    if dequantize is not None:
+        value = dequantize.target(value, *dequantize.args[1:], **dequantize.kwargs)
+    return _tensor(value)
 
 
 def _read_point(node: torch.fx.Node) -> tuple[torch.fx.Node, torch.fx.Node | None]:

@@ -195,7 +195,9 @@ def _localized(deployed: Deployed, quantized: Quantized) -> tuple[nn.Module, str
     reports its own layers (a .tflite, an OpenVINO model), when it is a graph compiled again
     with its layers as outputs (Inductor's code, an ONNX Runtime session) or when it is the
     mode's model itself (PyTorch's engines); else the mode's model run in PyTorch, standing
-    in for the artifact (an ExecuTorch program, an ONNX Runtime session of a module)."""
+    in for the artifact (an ONNX Runtime session of a module, an ExecuTorch program: a copy
+    lowered with extra outputs returns zeros for a value computed inside an XNNPACK delegate,
+    executorch 1.5.1, so its layers are not read that way)."""
     if isinstance(deployed.run, CompiledGraph):
         return deployed.run, DEPLOYED + ", compiled again with its layers as extra outputs"
     if callable(getattr(deployed.run, "layer_outputs", None)) or deployed.model is quantized.model:

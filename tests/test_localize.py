@@ -288,6 +288,15 @@ def test_a_compiled_graph_is_read_from_copies_compiled_with_its_layers_as_output
     assert list(alone) == ["first.fc"]
     assert alone.unread == {"second.fc": "exposing it changes the model's output"}
 
+    # A backend that returns an exposed value it never wrote (zeros) has that layer unread.
+    def unwritten(copy: torch.fx.GraphModule):
+        run = build(copy)
+        return lambda *args: (lambda own, first, *rest: (own, torch.zeros_like(first), *rest))(*run(*args))
+
+    blank = CompiledGraph(graph, graph, unwritten).layer_outputs(*inputs())
+    assert list(blank) == ["second.fc"]
+    assert blank.unread == {"first.fc": "the backend returned zeros where the graph run in PyTorch does not"}
+
 
 def test_a_departure_after_the_last_layer_is_placed_at_the_output():
     """Every layer within the limit but not the output: the ops after the last layer (here a
