@@ -41,6 +41,8 @@ OUTPUT_AFTER = "the output, after "
 # The layer of an artifact's op that writes a model output under the output's own name
 # (a .tflite's ``serving_default_output_0``): not a layer of the model, compared whole.
 MODEL_OUTPUT = "<output>"
+# Why a layer exposed as an extra output is not read (``LayerOutputs.unread``).
+CHANGES_OUTPUT = "exposing it changes the model's output"
 
 
 @dataclass(frozen=True)
@@ -416,15 +418,8 @@ class CompiledGraph:
     def layer_outputs(self, *inputs: torch.Tensor) -> LayerOutputs:
         expected = self.run(*inputs)
         layers = {path: _read_point(node) for path, node in _last_nodes(self.model).items()}
-        values, unread = self._exposed(layers, inputs, expected), {}
-        if isinstance(values, str):
-            values = {}
-            for path, point in layers.items():
-                alone = self._exposed({path: point}, inputs, expected)
-                if isinstance(alone, str):
-                    unread[path] = alone
-                else:
-                    values.update(alone)
+        values, unread = read_exposed(
+            list(layers), lambda paths: self._exposed({path: layers[path] for path in paths}, inputs, expected))
         found = LayerOutputs()
         found.update((path, values[path]) for path in layers if path in values)
         found.unread = unread
@@ -454,14 +449,36 @@ class CompiledGraph:
             own, *values = self.build(_exposing(self.model, [node for node, _ in layers.values()]))(*inputs)
         except Exception as exc:  # a copy the backend cannot build is a layer not read, never a finding
             return f"exposing it failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        if own.shape != expected.shape or not torch.allclose(own.float(), expected.float(), rtol=1e-4, atol=1e-5):
-            return "exposing it changes the model's output"
+        if not output_unchanged(own, expected):
+            return CHANGES_OUTPUT
         found = {}
         for (path, (_, dequantize)), value in zip(layers.items(), values):
             tensor = _read_value(value, dequantize)
             if tensor is not None:
                 found[path] = tensor
         return found
+
+
+def read_exposed(keys: list, expose: Callable[[list], dict | str]) -> tuple[dict, dict[object, str]]:
+    """(values, the keys left unread and why) of ``keys`` read from a model instrumented to
+    output them: all at once, or, when ``expose`` says why that copy is not trusted, each key
+    alone, leaving out a key whose copy is not trusted either."""
+    values = expose(keys)
+    if not isinstance(values, str):
+        return values, {}
+    values, unread = {}, {}
+    for key in keys:
+        alone = expose([key])
+        if isinstance(alone, str):
+            unread[key] = alone
+        else:
+            values.update(alone)
+    return values, unread
+
+
+def output_unchanged(own: torch.Tensor, expected: torch.Tensor) -> bool:
+    """Whether an instrumented copy's own output is still the deployed model's."""
+    return own.shape == expected.shape and torch.allclose(own.float(), expected.float(), rtol=1e-4, atol=1e-5)
 
 
 def _read_value(value: object, dequantize: torch.fx.Node | None) -> torch.Tensor | None:

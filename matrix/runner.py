@@ -231,10 +231,9 @@ def _divergence(float_model: nn.Module, quantized: Quantized, subject: nn.Module
         found = None
         if off_simulation_only:
             found = localize(quantized.simulation, subject, batch, limits["max_lsb_err_vs_sim"], STEPS, name)
-        if not (found and found.layers) and quantized.float_artifact is not None:
-            found = localize(quantized.float_artifact(), subject, batch, limits["min_sqnr_db"], SQNR, name)
-        elif not (found and found.layers):
-            found = localize(float_model, subject, batch, limits["min_sqnr_db"], SQNR, name)
+        if not (found and found.layers):
+            reference = quantized.float_artifact() if quantized.float_artifact is not None else float_model
+            found = localize(reference, subject, batch, limits["min_sqnr_db"], SQNR, name)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
     summary = found.summary() + (f" ({compared}, not the deployed artifact)" if compared == STAND_IN else "")

@@ -22,7 +22,7 @@ import torch
 
 from matrix.backends import Backend, Deployed, Inspection, missing_packages, register
 from matrix.cell import Stage
-from matrix.localize import LayerOutputs
+from matrix.localize import CHANGES_OUTPUT, MODEL_OUTPUT, LayerOutputs, output_unchanged, read_exposed
 
 COMPUTE = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "RNNSeq", "RNNCell",
            "TensorIterator"}
@@ -91,16 +91,11 @@ class OpenVinoModel(torch.nn.Module):
         arrays = [t.detach().numpy() for t in inputs]
         expected = np.asarray(self.compiled()(arrays)[0])
         layers = self._layers()
-        values = self._exposed([op for op, *_ in layers], arrays, expected)
+        values, unread = read_exposed([op for op, *_ in layers], lambda ops: self._exposed(ops, arrays, expected))
         outputs = LayerOutputs()
-        if values is None:
-            values = {}
-            for op, layer, kind, _ in layers:
-                alone = self._exposed([op], arrays, expected)
-                if alone is None:
-                    outputs.unread[f"{layer} ({kind})"] = "exposing it changes the model's output"
-                values.update(alone or {})
         for op, layer, kind, read_by in layers:
+            if op in unread:
+                outputs.unread[f"{layer} ({kind})"] = unread[op]
             if op in values and values[op].dtype.kind == "f":
                 outputs.put(layer, kind, torch.from_numpy(values[op].astype(np.float32, copy=True)), read_by)
         return outputs
@@ -124,24 +119,24 @@ class OpenVinoModel(torch.nn.Module):
                 layers.append((friendly, _layer_of(op), kind, read_by))
         return layers
 
-    def _exposed(self, ops: list[str], arrays: list[np.ndarray], expected: np.ndarray) -> dict[str, np.ndarray] | None:
+    def _exposed(self, ops: list[str], arrays: list[np.ndarray], expected: np.ndarray) -> dict[str, np.ndarray] | str:
         """The outputs of ``ops`` (by name) from a copy of the model that outputs them too, or
-        None when that copy's own output is no longer ``expected``."""
+        why not: that copy's own output is no longer ``expected``."""
         model = self.ov_model.clone()
         by_name = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
         model.add_outputs([by_name[op].output(0) for op in ops])  # an output already a result is not added again
         fed = [result.input_value(0).get_node().get_friendly_name() for result in model.get_results()]
         result = openvino().Core().compile_model(model, "CPU", compile_config())(arrays)
-        if not np.allclose(np.asarray(result[0]), expected, rtol=1e-4, atol=1e-5):
-            return None
+        if not output_unchanged(torch.from_numpy(np.asarray(result[0])), torch.from_numpy(expected)):
+            return CHANGES_OUTPUT
         return {op: np.asarray(result[fed.index(op)]) for op in ops}
 
 
 def _layer_of(node: Any) -> str:
     """The layer an op belongs to: a FakeQuantize NNCF put after an op, that op's; a model
-    output, none (``<output>``)."""
+    output, none (``MODEL_OUTPUT``)."""
     if node.get_type_name() == "Result":
-        return "<output>"
+        return MODEL_OUTPUT
     if node.get_type_name() == "FakeQuantize" and node.get_friendly_name().endswith(FQ_SUFFIX):
         node = node.input_value(0).get_node()
     return layer_name(node.get_friendly_name())
