@@ -102,7 +102,8 @@ def expand(
     qspecs: dict = QSPECS,
     select: dict[str, tuple[str, ...] | None] | None = None,
 ) -> list[Case]:
-    """Every case the registries allow, in a stable order, limited to the selected values."""
+    """Every case the registries allow, in a stable order, limited to the selected values: a mode
+    crosses the backends it reaches (``mode.reaches(backend)``) and the qspecs that apply there."""
     select = select or {}
 
     def chosen(axis: str, names: Iterable[str]) -> list[str]:
@@ -116,10 +117,10 @@ def expand(
             if getattr(mode, "models", None) is not None and model not in mode.models:
                 continue
             for scheme in chosen("schemes", [s for s in schemes if s in mode.schemes]):
-                for backend in chosen("backends", [b for b in backends if b in mode.backends]):
+                for backend in chosen("backends", [b for b in backends if mode.reaches(backends[b])]):
                     for qspec in chosen("qspecs", qspecs):
                         if getattr(mode, "qspecs", None) is not None and qspec not in mode.qspecs:
                             continue
-                        if qspecs[qspec].applies(mode_name, backend, scheme, model):
+                        if qspecs[qspec].applies(mode_name, backends[backend], scheme, model):
                             cases.append(Case(model, models[model].kind, mode_name, scheme, qspec, backend))
     return cases

@@ -1,57 +1,30 @@
-"""Stages, statuses and the timing of one cell's stages."""
+"""The timing of one cell's stages and the exceptions that end a cell."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+
+from matrix.vocabulary import Stage
 
 # Identical outputs have infinite SQNR; records hold this finite ceiling instead.
 SQNR_CEILING_DB = 300.0
 
 
-class Stage(str, Enum):
-    """The stages of one cell, in order. ``reference`` is the float model on its own inputs."""
-
-    REFERENCE = "reference"
-    CAPTURE = "capture"
-    PREPARE = "prepare"
-    CALIBRATE = "calibrate"
-    TRAIN = "train"
-    CONVERT = "convert"
-    EXPORT = "export"
-    LOAD = "load"
-    RUN = "run"
-    COMPARE = "compare"
-
-
-class Status(str, Enum):
-    PASS = "pass"
-    INACCURATE = "inaccurate"
-    NOT_QUANTIZED = "not_quantized"
-    FAIL = "fail"
-    CRASH = "crash"
-    TIMEOUT = "timeout"
-    UNAVAILABLE = "unavailable"
-    ERROR = "error"
-
-
-# How good an outcome is, for comparing an observed status with the expected one.
-# unavailable and error are not findings about a backend and have no rank.
-RANK = {
-    Status.PASS: 3,
-    Status.INACCURATE: 2,
-    Status.NOT_QUANTIZED: 1,
-    Status.FAIL: 0,
-    Status.TIMEOUT: 0,
-    Status.CRASH: 0,
-}
-
-
 class Unavailable(Exception):
     """This environment lacks the package, version or API a cell needs."""
+
+
+def missing_packages(packages: dict[str, str], extra: str) -> str | None:
+    """Why a backend's or a mode's cells are unavailable: the pip names of the modules (module -> package)
+    that cannot be imported, and the extra that installs them; None when all are there."""
+    missing = [package for module, package in packages.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        return f"missing package(s) {', '.join(missing)} (pip install 'qmatrix[{extra}]')"
+    return None
 
 
 class StageFailed(Exception):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
-from matrix.records import SUITE, RunError, newest_run
+from matrix.records import SUITE, RunError, TornRecord, newest_run
+from matrix.reporting import RENDERERS, write_report
 
-FORMATS = ("md", "html", "csv", "json")
+FORMATS = tuple(RENDERERS)
 REGRESSED, UNREADABLE = 1, 2
 
 
@@ -58,16 +60,22 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     command = {"report": report, "merge": merge, "diff": diff, "compare": compare}[args.command]
-    try:
-        return command(args)
-    except RunError as exc:
-        print(f"qmatrix: {exc}", file=sys.stderr)
-        return UNREADABLE
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TornRecord)
+        try:
+            return command(args)
+        except RunError as exc:
+            print(f"qmatrix: {exc}", file=sys.stderr)
+            return UNREADABLE
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, TornRecord):
+                    print(f"qmatrix: warning: {warning.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def report(args: argparse.Namespace) -> int:
-    from matrix.report import write_report
-
     for run in args.runs:
         out = args.output / run.resolve().name if args.output and len(args.runs) > 1 else args.output
         written = write_report(run.resolve(), out, args.format)
@@ -76,7 +84,6 @@ def report(args: argparse.Namespace) -> int:
 
 
 def merge(args: argparse.Namespace) -> int:
-    from matrix.report import write_report
     from matrix.runs import load_run, merge_runs, write_merged
 
     merged = merge_runs([load_run(run.resolve()) for run in args.runs])
@@ -91,8 +98,9 @@ def merge(args: argparse.Namespace) -> int:
 
 
 def diff(args: argparse.Namespace) -> int:
-    from matrix.diff import SQNR_TOLERANCE_DB, diff_runs, render_diff_markdown
-    from matrix.html import render_diff_html
+    from matrix.reporting.compare import SQNR_TOLERANCE_DB, diff_runs
+    from matrix.reporting.html import render_diff_html
+    from matrix.reporting.markdown import render_diff_markdown
     from matrix.runs import load_run
 
     tolerance = SQNR_TOLERANCE_DB if args.tolerance is None else args.tolerance
@@ -105,8 +113,9 @@ def diff(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from matrix.diff import SQNR_TOLERANCE_DB, compare_runs, render_compare_markdown
-    from matrix.html import render_compare_html
+    from matrix.reporting.compare import SQNR_TOLERANCE_DB, compare_runs
+    from matrix.reporting.html import render_compare_html
+    from matrix.reporting.markdown import render_compare_markdown
     from matrix.runs import load_run
 
     tolerance = SQNR_TOLERANCE_DB if args.tolerance is None else args.tolerance

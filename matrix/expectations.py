@@ -6,8 +6,11 @@ Two kinds of entry, both keyed by case-id patterns:
   the page it says it on. It sets the expected status unless an observation
   overrides it, and reaches every record as ``documented``.
 * ``[[expect]]``: an outcome known from runs or upstream reports, with the
-  reason, the source, optionally the failing stage, an error signature and the
-  package versions it holds for.
+  reason, the source, optionally the failing stage, an error signature, the
+  package versions it holds for, CPU features the machine must lack
+  (``cpu_lacks``), the metrics an inaccurate cell is over (``over``), and
+  ``at_worst`` for a cause that strikes depending on the data (a better
+  outcome is then as expected too).
 
 A cell with no entry is expected to pass.
 """
@@ -25,13 +28,16 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
-from matrix.cell import RANK, Status
+from matrix.records import cpu_flags
 from matrix.tomlfile import load_toml
+from matrix.vocabulary import RANK, STATUSES, Status, Verdict
 
 PATH = Path(__file__).with_name("expectations.toml")
-STATUSES = {s.value for s in Status}
 CLAIM_KEYS = {"cases", "status", "claim", "source"}
-EXPECT_KEYS = {"cases", "status", "reason", "source", "stage", "error_type", "error_match", "versions"}
+EXPECT_KEYS = {"cases", "status", "reason", "source", "stage", "error_type", "error_match", "versions", "cpu_lacks",
+               "over", "at_worst"}
+# The metrics an inaccurate cell can be over (the record's ``violations``).
+METRICS = ("sqnr_db", "lsb_err_vs_sim", "accuracy_drop")
 
 
 class ExpectationError(ValueError):
@@ -50,6 +56,12 @@ class Entry:
     error_type: str | None = None
     error_match: re.Pattern | None = None
     versions: dict[str, SpecifierSet] = field(default_factory=dict)
+    # CPU features (as /proc/cpuinfo names them) of which this machine must have none: a kernel's cause.
+    cpu_lacks: tuple[str, ...] = ()
+    # For an inaccurate cell: the metrics over their limits, exactly (none other may be).
+    over: tuple[str, ...] = ()
+    # The cause can happen, depending on the data: ``status`` is the worst expected, a better one is as expected.
+    at_worst: bool = False
 
     @property
     def label(self) -> str:
@@ -60,17 +72,21 @@ class Entry:
         """The entry's glob patterns as one regular expression (fnmatch's own translation)."""
         return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in self.cases))
 
-    def matches(self, case_id: str) -> bool:
-        if self.kind == "claim" and not _claimable(case_id):
+    def matches(self, case_id: str, claimable: bool) -> bool:
+        """Whether the entry speaks of a cell; a docs claim only of a ``claimable`` one
+        (see :meth:`Expectations.lookup`)."""
+        if self.kind == "claim" and not claimable:
             return False
         return self._pattern.match(case_id) is not None
 
-    def holds_here(self, installed: dict[str, str | None]) -> bool:
+    def holds_here(self, installed: dict[str, str | None], cpu: frozenset[str] = frozenset()) -> bool:
+        """Whether the entry holds in this environment: its package versions, and a CPU known to lack
+        every feature of ``cpu_lacks`` (``cpu``: this machine's feature flags; empty when unknown)."""
         for package, specifier in self.versions.items():
             version = installed.get(package)
             if version is None or Version(version) not in specifier:
                 return False
-        return True
+        return not self.cpu_lacks or (bool(cpu) and not cpu & set(self.cpu_lacks))
 
     def as_dict(self) -> dict:
         found = {"status": self.status, "reason": self.text, "source": self.source}
@@ -78,6 +94,12 @@ class Entry:
             found["stage"] = self.stage
         if self.error_type:
             found["error_type"] = self.error_type
+        if self.over:
+            found["over"] = list(self.over)
+        if self.cpu_lacks:
+            found["cpu_lacks"] = list(self.cpu_lacks)
+        if self.at_worst:
+            found["at_worst"] = True
         return found
 
 
@@ -90,9 +112,10 @@ class Expectation:
 
 
 class Expectations:
-    def __init__(self, entries: list[Entry], path: Path = PATH):
+    def __init__(self, entries: list[Entry], path: Path = PATH, cpu: frozenset[str] | None = None):
         self.entries = entries
         self.path = path
+        self.cpu = cpu_flags() if cpu is None else cpu
         self._installed: dict[str, str | None] = {}
 
     @classmethod
@@ -113,36 +136,27 @@ class Expectations:
                 self._installed[package] = None
         return self._installed[package]
 
-    def _first(self, kind: str, case_id: str) -> Entry | None:
+    def _first(self, kind: str, case_id: str, claimable: bool) -> Entry | None:
         for entry in self.entries:
-            if entry.kind == kind and entry.matches(case_id):
+            if entry.kind == kind and entry.matches(case_id, claimable):
                 installed = {p: self._version(p) for p in entry.versions}
-                if entry.holds_here(installed):
+                if entry.holds_here(installed, self.cpu):
                     return entry
         return None
 
-    def lookup(self, case_id: str) -> Expectation:
-        claim = self._first("claim", case_id)
-        entry = self._first("expect", case_id) or claim
+    def lookup(self, case_id: str, claimable: bool) -> Expectation:
+        """What is expected of a cell. ``claimable``: the cell is one PyTorch's quantization page
+        speaks of (one of its engines, with their default qconfig), so its docs claims apply."""
+        claim = self._first("claim", case_id, claimable)
+        entry = self._first("expect", case_id, claimable) or claim
         if entry is None:
             return Expectation(Status.PASS.value, None, None, None)
         return Expectation(entry.status, entry.text, entry, claim)
 
-    def stale(self, case_ids: Iterable[str]) -> list[Entry]:
-        """Entries whose patterns match none of the given cases."""
-        ids = list(case_ids)
-        return [e for e in self.entries if not any(e.matches(i) for i in ids)]
-
-
-# The backends a claim of PyTorch's quantization page speaks of: its own engines, with their
-# default qconfigs. A claim matches only cells on these with the default qspec (a case id with
-# four parts: model-mode-scheme-backend), whatever its patterns say.
-CLAIM_BACKENDS = ("fbgemm", "x86", "qnnpack", "onednn")
-
-
-def _claimable(case_id: str) -> bool:
-    parts = case_id.split("-")
-    return len(parts) == 4 and parts[3] in CLAIM_BACKENDS
+    def stale(self, cells: Iterable[tuple[str, bool]]) -> list[Entry]:
+        """Entries that match none of the given cells (``(case_id, claimable)`` pairs)."""
+        cells = list(cells)
+        return [e for e in self.entries if not any(e.matches(i, claimable) for i, claimable in cells)]
 
 
 def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
@@ -172,36 +186,53 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
         versions = {p: SpecifierSet(s) for p, s in raw.get("versions", {}).items()}
     except (InvalidSpecifier, AttributeError) as exc:
         raise ExpectationError(f"{where}: bad versions: {exc}") from exc
+    lists = {}
+    for key in ("cpu_lacks", "over"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ExpectationError(f"{where}: {key!r} must be a list of names")
+        lists[key] = tuple(value)
+    unknown_metrics = [m for m in lists["over"] if m not in METRICS]
+    if unknown_metrics:
+        raise ExpectationError(f"{where}: 'over' names unknown metrics {unknown_metrics} (valid: {list(METRICS)})")
+    if lists["over"] and raw["status"] != Status.INACCURATE.value:
+        raise ExpectationError(f"{where}: 'over' is for status 'inaccurate', not {raw['status']!r}")
+    if not isinstance(raw.get("at_worst", False), bool):
+        raise ExpectationError(f"{where}: 'at_worst' must be true or false")
     return Entry(
         kind=kind, index=index, cases=tuple(cases), status=raw["status"], text=raw[text_key],
         source=raw["source"], stage=raw.get("stage"), error_type=raw.get("error_type"),
-        error_match=pattern, versions=versions,
+        error_match=pattern, versions=versions, **lists, at_worst=raw.get("at_worst", False),
     )
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """How an observed record compares with its expectation."""
+class Judged:
+    """How an observed record compares with its expectation, and why."""
 
-    outcome: str  # "as_expected", "better", "worse", "unavailable", "broken"
+    verdict: Verdict
     message: str
 
 
-def verdict(record: dict, expected: Expectation) -> Verdict:
+def verdict(record: dict, expected: Expectation) -> Judged:
     observed = record["status"]
     if observed == Status.UNAVAILABLE.value:
-        return Verdict("unavailable", record.get("reason") or "unavailable")
+        return Judged(Verdict.UNAVAILABLE, record.get("reason") or "unavailable")
     if observed == Status.ERROR.value and expected.status != Status.ERROR.value:
-        return Verdict("broken", f"case or harness error at {record.get('stage')}: "
-                                 f"{record.get('error_type')}: {record.get('error_message')}")
+        return Judged(Verdict.BROKEN, f"case or harness error at {record.get('stage')}: "
+                                      f"{record.get('error_type')}: {record.get('error_message')}")
     found = _describe(record)
     if observed == expected.status:
         mismatch = _signature_mismatch(record, expected.entry)
         if mismatch:
-            return Verdict("worse", f"{found}; expected {mismatch}")
-        return Verdict("as_expected", expected.reason or found)
-    better = RANK.get(Status(observed), -1) > RANK.get(Status(expected.status), -1)
-    return Verdict("better" if better else "worse", f"expected {expected.status}, observed {found}")
+            return Judged(Verdict.WORSE, f"{found}; expected {mismatch}")
+        known = Verdict.AS_EXPECTED if observed == Status.PASS.value else Verdict.KNOWN
+        return Judged(known, expected.reason or found)
+    better = RANK.get(observed, -1) > RANK.get(expected.status, -1)
+    if better and expected.entry is not None and expected.entry.at_worst:
+        return Judged(Verdict.AS_EXPECTED if observed == Status.PASS.value else Verdict.KNOWN,
+                      f"{found}; at worst {expected.status}: {expected.reason}")
+    return Judged(Verdict.BETTER if better else Verdict.WORSE, f"expected {expected.status}, observed {found}")
 
 
 def _describe(record: dict) -> str:
@@ -220,4 +251,7 @@ def _signature_mismatch(record: dict, entry: Entry | None) -> str | None:
         return f"error type {entry.error_type}"
     if entry.error_match and not entry.error_match.search(record.get("error_message") or ""):
         return f"an error matching {entry.error_match.pattern!r}"
+    over = {v["metric"] for v in record.get("violations") or []}
+    if entry.over and over != set(entry.over):
+        return f"only {', '.join(entry.over)} over its limit"
     return None

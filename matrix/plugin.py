@@ -18,12 +18,12 @@ import pytest
 
 from matrix.backends import BACKENDS
 from matrix.cases import Case, SelectionError, expand, in_shard, is_smoke, parse_selection, parse_shard
-from matrix.cell import Stage, Status
 from matrix.expectations import PATH as EXPECTATIONS_PATH
-from matrix.expectations import Expectation, ExpectationError, Expectations, Verdict, verdict
+from matrix.expectations import Expectation, ExpectationError, Expectations, Judged, verdict
 from matrix.modes import MODES
-from matrix.qspecs import QSPECS
+from matrix.qspecs import DEFAULT, QSPECS
 from matrix.records import (
+    CORE_PACKAGES,
     SUITE,
     append_record,
     environment,
@@ -35,6 +35,7 @@ from matrix.runner import new_record, run_cell
 from matrix.schemes import SCHEMES
 from matrix.thresholds import PATH as THRESHOLDS_PATH
 from matrix.thresholds import ThresholdError, Thresholds
+from matrix.vocabulary import Stage, Status, Verdict
 from models import MODELS
 from models.sources import ModelSourceError, load_entry_points, load_file
 
@@ -67,11 +68,17 @@ class Matrix:
     def stale_expectations(self) -> list:
         """Expectation entries that match no cell of the whole matrix (computed once)."""
         if self._stale is None:
-            self._stale = self.expectations.stale(case.id for case in self.all_cases)
+            self._stale = self.expectations.stale((case.id, claimable(case)) for case in self.all_cases)
         return self._stale
 
 
 MATRIX = pytest.StashKey[Matrix]()
+
+
+def claimable(case: Case) -> bool:
+    """Whether PyTorch's quantization page speaks of a cell: one of PyTorch's own engines, with
+    their default qconfig (what its tables are about), so the docs claims of expectations.toml apply."""
+    return case.qspec == DEFAULT and BACKENDS[case.backend].native
 FAULTS = pytest.StashKey[object]()
 
 
@@ -259,16 +266,19 @@ def _progress(run: Path, worker: str, case: Case) -> Callable[[Stage], None]:
     return entered
 
 
-def _finish(record: dict, expected: Expectation, nodeid: str) -> Verdict:
+def _finish(record: dict, expected: Expectation, nodeid: str) -> Judged:
+    """Annotate a record with what was expected of it, its node id and its verdict."""
     annotate(record, expected)
     record["nodeid"] = nodeid
-    return verdict(record, expected)
+    judged = verdict(record, expected)
+    record["verdict"] = judged.verdict.value
+    return judged
 
 
 def attempt(case: Case, request: pytest.FixtureRequest) -> None:
     """Run one cell, keep its record, and turn observed-versus-expected into a pytest outcome."""
     matrix = request.config.stash[MATRIX]
-    expected = matrix.expectations.lookup(case.id)
+    expected = matrix.expectations.lookup(case.id, claimable(case))
     nodeid = request.node.nodeid
     worker = _worker(request.config)
     faults = request.config.stash.get(FAULTS, None)
@@ -276,7 +286,7 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
         faulthandler.enable(faults)
 
     def write_hung(record: dict) -> None:
-        record["verdict"] = OUTCOMES[_finish(record, expected, nodeid).outcome]
+        _finish(record, expected, nodeid)
         _ensure_environment(matrix)
         append_record(matrix.run / f"cells-{worker}.jsonl", record)
 
@@ -286,19 +296,15 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
                       localize_all=request.config.getoption("localize"))
     request.node.stash[RECORD] = record
     found = _finish(record, expected, nodeid)
-    if found.outcome == "unavailable":
+    # The verdict in pytest's words: skip, fail, xfail (raised) or xpass (an xfail that returns).
+    if found.verdict is Verdict.UNAVAILABLE:
         pytest.skip(f"unavailable: {found.message}")
-    if found.outcome in ("broken", "worse"):
+    if found.verdict in (Verdict.BROKEN, Verdict.WORSE):
         pytest.fail(found.message, pytrace=False)
-    if expected.status != "pass":
+    if found.verdict in (Verdict.KNOWN, Verdict.BETTER):
         request.applymarker(pytest.mark.xfail(reason=expected.reason, raises=ExpectedFinding, strict=False))
-        if found.outcome == "as_expected":
+        if found.verdict is Verdict.KNOWN:
             raise ExpectedFinding(found.message)
-
-
-# The pytest outcome of each verdict, for records written where pytest cannot report.
-OUTCOMES = {"as_expected": "passed", "better": "xpassed", "worse": "failed", "broken": "failed",
-            "unavailable": "skipped"}
 
 
 def annotate(record: dict, expected: Expectation) -> None:
@@ -314,10 +320,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     record = item.stash.get(RECORD, None)
     if record is not None and report.when == "call":
-        outcome = report.outcome
-        if hasattr(report, "wasxfail"):
-            outcome = "xfailed" if report.skipped else "xpassed"
-        record["verdict"] = outcome
         matrix = item.config.stash[MATRIX]
         _ensure_environment(matrix)
         append_record(matrix.run / f"cells-{_worker(item.config)}.jsonl", record)
@@ -334,14 +336,14 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
     if case is None:
         return
     worker = report.node.gateway.id
-    expected = matrix.expectations.lookup(case.id)
-    record = _recorded(matrix.run, case.id) or _crash_record(case, matrix.run, worker)
+    expected = matrix.expectations.lookup(case.id, claimable(case))
+    recorded = _recorded(matrix.run, case.id)
+    record = recorded or _crash_record(case, matrix.run, worker)
     found = _finish(record, expected, crashitem)
     report.longrepr = f"{report.longrepr}: {record['status']} at {record['stage']}: {record['error_message']}"
-    if found.outcome == "as_expected" and expected.status != "pass":
+    if found.verdict is Verdict.KNOWN:
         report.outcome, report.wasxfail = "skipped", expected.reason or found.message
-    if "verdict" not in record:
-        record["verdict"] = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+    if recorded is None:
         _ensure_environment(matrix)
         append_record(matrix.run / "cells-main.jsonl", record)
 
@@ -385,7 +387,18 @@ def _ensure_environment(matrix: Matrix) -> None:
     path = matrix.run / "env.json"
     if not path.exists():
         matrix.run.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, environment(matrix.argv, matrix.label, matrix.threads))
+        write_json_atomic(path, environment(matrix.argv, matrix.label, matrix.threads, run_packages(), axis_order()))
+
+
+def run_packages() -> tuple[str, ...]:
+    """The packages whose versions a run records: the suite's own, then each mode's and backend's."""
+    declared = [p for entry in (*MODES.values(), *BACKENDS.values()) for p in entry.packages.values()]
+    return tuple(dict.fromkeys((*CORE_PACKAGES, *declared)))
+
+
+def axis_order() -> dict[str, list[str]]:
+    """Each axis's values in registry order (the columns and rows of the report's tables)."""
+    return {axis[:-1]: list(registry) for axis, registry in AXES.items()}
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -395,7 +408,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     matrix = config.stash[MATRIX]
     if not any(matrix.run.glob("cells*.jsonl")):
         return
-    from matrix.report import write_report
+    from matrix.reporting import write_report
 
     _ensure_environment(matrix)
     env = read_environment(matrix.run)

@@ -6,17 +6,18 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
+import warnings
 from importlib import metadata
 from pathlib import Path
 
+from matrix.vocabulary import LEGACY_VERDICTS
+
 SUITE = Path(__file__).resolve().parent.parent
-PACKAGES = (
-    "torch", "torchao", "numpy", "onnx", "onnxruntime", "onnxscript", "tensorflow", "tensorflow-cpu",
-    "tf-keras", "tensorflow-model-optimization", "litert-torch", "ai-edge-litert",
-    "ai-edge-quantizer", "executorch", "openvino", "nncf", "scikit-learn", "pytest", "pytest-xdist",
-)
+# What every run records the version of; each backend and mode adds the packages it declares.
+CORE_PACKAGES = ("torch", "torchao", "numpy", "scikit-learn", "pytest", "pytest-xdist")
 
 
 class RunError(ValueError):
@@ -33,6 +34,21 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> frozenset[str]:
+    """This machine's CPU feature flags as Linux names them (avx2, avx512_vnni, ...); empty when unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+# The flags a run records: the vector and matrix extensions int8 kernels choose their code by.
+ISA_FLAGS = re.compile(r"^(sse4_\d|avx\w*|amx\w*|fma|f16c|asimd\w*|sve\w*|i8mm|dotprod|asimddp)$")
+
+
 def _commit() -> str | None:
     try:
         result = subprocess.run(["git", "-C", str(SUITE), "rev-parse", "HEAD"],
@@ -42,10 +58,12 @@ def _commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def environment(argv: list[str], label: str | None = None, threads: int | None = None) -> dict:
-    """Versions (read from package metadata, without importing), machine, suite commit."""
+def environment(argv: list[str], label: str | None = None, threads: int | None = None,
+                packages: tuple[str, ...] = CORE_PACKAGES, axes: dict[str, list[str]] | None = None) -> dict:
+    """Versions of ``packages`` (read from package metadata, without importing), machine, suite
+    commit, and ``axes``: the registry order of each axis, which the report's tables follow."""
     versions = {}
-    for package in PACKAGES:
+    for package in dict.fromkeys(packages):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -59,12 +77,14 @@ def environment(argv: list[str], label: str | None = None, threads: int | None =
         "platform": platform.platform(),
         "cpu": _cpu(),
         "cores": os.cpu_count(),
+        "cpu_flags": sorted(f for f in cpu_flags() if ISA_FLAGS.match(f)),
         "threads_per_worker": threads,
         "versions": versions,
         "torch_build": torch.__version__,
         "quantized_engines": list(torch.backends.quantized.supported_engines),
         "suite_commit": _commit(),
         "command": " ".join(argv),
+        "axes": axes or {},
     }
 
 
@@ -83,23 +103,37 @@ def append_record(path: Path, record: dict) -> None:
         os.fsync(handle.fileno())
 
 
+class TornRecord(UserWarning):
+    """The last line of a records file was cut off mid-write (a killed worker) and is left out."""
+
+
 def read_records(run: Path) -> list[dict]:
+    """Every record of a run folder, in file order, with the legacy verdict words of older runs
+    translated. A torn last line of a file is dropped with a :class:`TornRecord` warning naming
+    the file and line; a malformed line anywhere else is a :class:`RunError` naming both."""
     files = sorted(run.glob("cells*.jsonl"))
     if not files:
         raise RunError(f"{run}: not a run folder (no cells*.jsonl records)")
     records = []
     for path in files:
-        with open(path) as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
+        lines = path.read_text().splitlines()
+        last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=0)
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if number == last:
+                    warnings.warn(f"{path}:{number}: torn last line dropped ({exc.msg}): a cell cut off "
+                                  "mid-write", TornRecord, stacklevel=2)
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RunError(f"{path}:{number}: not a JSON record ({exc.msg})") from exc
-                if not isinstance(record, dict) or "case_id" not in record or "status" not in record:
-                    raise RunError(f"{path}:{number}: not a cell record (needs case_id and status)")
-                records.append(record)
+                raise RunError(f"{path}:{number}: not a JSON record ({exc.msg})") from exc
+            if not isinstance(record, dict) or "case_id" not in record or "status" not in record:
+                raise RunError(f"{path}:{number}: not a cell record (needs case_id and status)")
+            if record.get("verdict") in LEGACY_VERDICTS:
+                record["verdict"] = LEGACY_VERDICTS[record["verdict"]]
+            records.append(record)
     return records
 
 

@@ -6,43 +6,28 @@ import math
 import resource
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from matrix.backends import BACKENDS, Backend, Deployed
+from matrix.backends import BACKENDS
 from matrix.cases import Case
-from matrix.cell import Stage, StageClock, StageFailed, Status, Unavailable, first_line, stable_seed
+from matrix.cell import StageClock, StageFailed, Unavailable, first_line, stable_seed
+from matrix.contract import CellContext, Deployed, Quantized
 from matrix.localize import SQNR, STEPS, CompiledGraph, localize
 from matrix.metrics import compare, sqnr_db
-from matrix.modes import MODES, Quantized
-from matrix.qspecs import QSPECS, QSpec
-from matrix.schemes import SCHEMES, Scheme
-from matrix.thresholds import Thresholds
+from matrix.modes import MODES
+from matrix.qspecs import QSPECS
+from matrix.schemes import SCHEMES
+from matrix.thresholds import JUDGED, Thresholds, judge
+from matrix.vocabulary import Stage, Status
 from matrix.watchdog import CellTimeout, time_limit
-from models import BATCH, MODELS, Inputs, ModelData, ModelSpec
+from models import BATCH, MODELS, Inputs
 
 # What first divergence looked inside (the record's ``divergence.compared``).
 DEPLOYED = "the deployed model"
 STAND_IN = "the mode's model run in PyTorch"
-
-
-@dataclass
-class CellContext:
-    """What a mode and a backend see of the cell they work on."""
-
-    case: Case
-    spec: ModelSpec
-    scheme: Scheme
-    qspec: QSpec
-    backend: Backend
-    float_model: nn.Module
-    data: ModelData
-    clock: StageClock
-    artifacts: Path | None = None  # where a backend keeps what it deployed, when asked
-    handoff: dict = field(default_factory=dict)  # what a mode leaves for the backend's deploy
 
 
 def new_record(case: Case) -> dict:
@@ -174,16 +159,18 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         record.update(status=Status.NOT_QUANTIZED.value,
                       reason="no quantized compute op in the deployed artifact")
         return
-    violations = thresholds.violations(metrics, case.scheme, case.model, case.backend)
+    limits = thresholds.for_cell(case.scheme, case.model, case.backend)
+    violations = judge(metrics, limits)
+    record["limits"] = {key: limits[key] for key in JUDGED}
+    record["violations"] = [v.as_dict() for v in violations]
     if violations:
-        record.update(status=Status.INACCURATE.value, reason="; ".join(violations))
+        record.update(status=Status.INACCURATE.value, reason="; ".join(v.phrase for v in violations))
     else:
         record["status"] = Status.PASS.value
     if violations or localize_all:
-        limits = thresholds.for_cell(case.scheme, case.model, case.backend)
+        over = {v.metric for v in violations}
         with backend.activate():
-            off_simulation_only = not any(v.startswith("sqnr_db") for v in violations) and any(
-                v.startswith("lsb_err_vs_sim") for v in violations)
+            off_simulation_only = "sqnr_db" not in over and "lsb_err_vs_sim" in over
             subject, compared = _localized(deployed, quantized)
             start = worst_batch(simulated if off_simulation_only else reference, output, off_simulation_only)
             record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,

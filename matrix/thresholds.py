@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from matrix.tomlfile import load_toml
+from matrix.vocabulary import Violation
 
 PATH = Path(__file__).with_name("thresholds.toml")
 KEYS = {"min_sqnr_db", "max_lsb_err_vs_sim", "max_accuracy_drop", "max_cell_seconds"}
 SECTIONS = {"defaults", "schemes", "backends", "models"}
 LAYERS = ("schemes", "backends", "models")
+# The limits a cell's metrics are judged by, kept in its record so a report never reads today's file.
+JUDGED = ("min_sqnr_db", "max_lsb_err_vs_sim", "max_accuracy_drop")
 
 
 class ThresholdError(ValueError):
@@ -34,21 +37,21 @@ class Thresholds:
             merged.update(self.table.get(layer, {}).get(name, {}))
         return merged
 
-    def violations(self, metrics: dict[str, float], scheme: str, model: str, backend: str | None = None) -> list[str]:
-        """What keeps these metrics from a pass, one phrase each; empty when within."""
-        limits = self.for_cell(scheme, model, backend)
-        found = []
-        sqnr = metrics.get("sqnr_db")
-        if not _finite(sqnr) or sqnr < limits["min_sqnr_db"]:
-            found.append(f"sqnr_db {sqnr} < {limits['min_sqnr_db']}")
-        lsb = metrics.get("lsb_err_vs_sim")
-        if not _finite(lsb) or lsb > limits["max_lsb_err_vs_sim"]:
-            found.append(f"lsb_err_vs_sim {lsb} > {limits['max_lsb_err_vs_sim']}")
-        if "accuracy" in metrics:
-            drop = metrics["float_accuracy"] - metrics["accuracy"]
-            if drop > limits["max_accuracy_drop"]:
-                found.append(f"accuracy drop {drop:.4f} > {limits['max_accuracy_drop']}")
-        return found
+
+def judge(metrics: dict[str, float], limits: dict[str, float]) -> list[Violation]:
+    """What keeps these metrics from a pass under ``limits`` (:meth:`Thresholds.for_cell`); empty when within."""
+    found = []
+    sqnr = metrics.get("sqnr_db")
+    if not _finite(sqnr) or sqnr < limits["min_sqnr_db"]:
+        found.append(Violation("sqnr_db", sqnr, limits["min_sqnr_db"], "<"))
+    lsb = metrics.get("lsb_err_vs_sim")
+    if not _finite(lsb) or lsb > limits["max_lsb_err_vs_sim"]:
+        found.append(Violation("lsb_err_vs_sim", lsb, limits["max_lsb_err_vs_sim"], ">"))
+    if "accuracy" in metrics:
+        drop = metrics["float_accuracy"] - metrics["accuracy"]
+        if drop > limits["max_accuracy_drop"]:
+            found.append(Violation("accuracy_drop", drop, limits["max_accuracy_drop"], ">"))
+    return found
 
 
 def _finite(value: object) -> bool:

@@ -19,6 +19,9 @@ class Named:
     backends: tuple[str, ...] = ()
     schemes: tuple[str, ...] = ()
 
+    def reaches(self, backend: Named) -> bool:
+        return backend.name in self.backends
+
 
 MODELS = {"m1": Named("m1"), "op1": Named("op1", kind="operator")}
 MODES = {
@@ -26,9 +29,9 @@ MODES = {
     "pt2e": Named("pt2e", backends=("inductor",), schemes=("ptq_static",)),
 }
 SCHEMES = {"ptq_static": None, "ptq_dynamic": None, "qat": None}
-BACKENDS = {"fbgemm": None, "qnnpack": None, "inductor": None}
+BACKENDS = {name: Named(name) for name in ("fbgemm", "qnnpack", "inductor")}
 QSPECS = {"default": QSpec("default", ""), "per_tensor": QSpec("per_tensor", "", modes=("eager",),
-                                                               backends=("qnnpack",))}
+                                                               reaches=lambda mode, b: b.name == "qnnpack")}
 
 
 def test_expansion_crosses_only_code_paths():

@@ -46,45 +46,45 @@ def record(status, stage=None, error_type=None, message=None, reason=None):
 
 
 def test_no_entry_means_pass(expectations):
-    found = expectations.lookup("mlp-fx-ptq_static-fbgemm")
+    found = expectations.lookup("mlp-fx-ptq_static-fbgemm", claimable=True)
     assert found.status == "pass"
     assert found.entry is None
 
 
 def test_version_bounds_decide_whether_an_entry_holds(expectations):
-    assert expectations.lookup("mlp-eager-qat-x86").status == "pass"
+    assert expectations.lookup("mlp-eager-qat-x86", claimable=True).status == "pass"
 
 
 def test_observation_overrides_claim_and_claim_is_kept(expectations):
-    found = expectations.lookup("conv_bn_relu-fx-ptq_dynamic-x86")
+    found = expectations.lookup("conv_bn_relu-fx-ptq_dynamic-x86", claimable=True)
     assert found.status == "fail"
     assert found.claim.status == "not_quantized"
-    claim_only = expectations.lookup("conv_bn_relu-eager-ptq_dynamic-x86")
+    claim_only = expectations.lookup("conv_bn_relu-eager-ptq_dynamic-x86", claimable=True)
     assert claim_only.status == "not_quantized"
     assert claim_only.reason.startswith("convolutions")
 
 
 def test_verdicts(expectations):
-    known = expectations.lookup("conv_bn_relu-fx-ptq_dynamic-x86")
+    known = expectations.lookup("conv_bn_relu-fx-ptq_dynamic-x86", claimable=True)
     same = record("fail", "convert", "RuntimeError", "no kernel for x")
-    assert verdict(same, known).outcome == "as_expected"
-    assert verdict(record("fail", "prepare", "RuntimeError", "no kernel"), known).outcome == "worse"
-    assert verdict(record("fail", "convert", "ValueError", "no kernel"), known).outcome == "worse"
-    assert verdict(record("fail", "convert", "RuntimeError", "other"), known).outcome == "worse"
-    assert verdict(record("pass"), known).outcome == "better"
+    assert verdict(same, known).verdict == "known"
+    assert verdict(record("fail", "prepare", "RuntimeError", "no kernel"), known).verdict == "worse"
+    assert verdict(record("fail", "convert", "ValueError", "no kernel"), known).verdict == "worse"
+    assert verdict(record("fail", "convert", "RuntimeError", "other"), known).verdict == "worse"
+    assert verdict(record("pass"), known).verdict == "better"
     expect_pass = Expectation("pass", None, None, None)
-    assert verdict(record("pass"), expect_pass).outcome == "as_expected"
-    assert verdict(record("not_quantized"), expect_pass).outcome == "worse"
-    assert verdict(record("inaccurate"), expect_pass).outcome == "worse"
-    assert verdict(record("error", "reference", "ValueError", "x"), expect_pass).outcome == "broken"
-    assert verdict(record("unavailable", reason="no onnx"), expect_pass).outcome == "unavailable"
-    claim = expectations.lookup("conv_adaptive_max_pool-eager-ptq_dynamic-x86")
-    assert verdict(record("inaccurate"), claim).outcome == "better"
-    assert verdict(record("fail", "run", "E", "m"), claim).outcome == "worse"
+    assert verdict(record("pass"), expect_pass).verdict == "as_expected"
+    assert verdict(record("not_quantized"), expect_pass).verdict == "worse"
+    assert verdict(record("inaccurate"), expect_pass).verdict == "worse"
+    assert verdict(record("error", "reference", "ValueError", "x"), expect_pass).verdict == "broken"
+    assert verdict(record("unavailable", reason="no onnx"), expect_pass).verdict == "unavailable"
+    claim = expectations.lookup("conv_adaptive_max_pool-eager-ptq_dynamic-x86", claimable=True)
+    assert verdict(record("inaccurate"), claim).verdict == "better"
+    assert verdict(record("fail", "run", "E", "m"), claim).verdict == "worse"
 
 
 def test_stale_entries(expectations):
-    stale = expectations.stale(["conv_bn_relu-fx-ptq_dynamic-x86", "mlp-eager-qat-x86"])
+    stale = expectations.stale([("conv_bn_relu-fx-ptq_dynamic-x86", True), ("mlp-eager-qat-x86", True)])
     assert [e.cases for e in stale] == [("nothing-matches-*",)]
 
 
@@ -115,14 +115,75 @@ def test_shipped_expectations_load_and_none_is_stale():
     from models import MODELS
 
     shipped = Expectations.load()
-    ids = [c.id for c in expand(MODELS, MODES, SCHEMES, BACKENDS)]
-    assert shipped.stale(ids) == []
+    from matrix.plugin import claimable
+
+    cells = [(c.id, claimable(c)) for c in expand(MODELS, MODES, SCHEMES, BACKENDS)]
+    assert shipped.stale(cells) == []
     assert all(e.source for e in shipped.entries)
 
 
 def test_a_docs_claim_speaks_only_of_pytorch_engines_with_their_default_qconfig():
+    from matrix.cases import Case
+    from matrix.plugin import claimable
+
     shipped = Expectations.load()
-    assert shipped.lookup("op_linear-eager-ptq_dynamic-fbgemm").claim is not None
-    assert shipped.lookup("op_linear-eager-ptq_dynamic-onnxruntime").claim is None
-    assert shipped.lookup("conv_bn_relu-eager-ptq_dynamic-fbgemm").claim is not None
-    assert shipped.lookup("conv_bn_relu-eager-ptq_static-fbgemm-w_per_tensor").claim is None
+
+    def claim(model, scheme, backend, qspec="default"):
+        case = Case(model, "model", "eager", scheme, qspec, backend)
+        return shipped.lookup(case.id, claimable(case)).claim
+
+    assert claim("op_linear", "ptq_dynamic", "fbgemm") is not None
+    assert claim("op_linear", "ptq_dynamic", "onnxruntime") is None
+    assert claim("conv_bn_relu", "ptq_dynamic", "fbgemm") is not None
+    assert claim("conv_bn_relu", "ptq_static", "fbgemm", "w_per_tensor") is None
+
+
+CPU_ENTRY = """
+[[expect]]
+cases = ["*-inductor"]
+status = "inaccurate"
+over = ["lsb_err_vs_sim"]
+at_worst = true
+cpu_lacks = ["avx512_vnni"]
+reason = "u8s8 saturation without VNNI"
+source = "a standalone reproduction"
+"""
+
+
+def test_a_cpu_cause_holds_only_on_a_cpu_without_the_feature(tmp_path):
+    path = tmp_path / "expectations.toml"
+    path.write_text(CPU_ENTRY)
+    without = Expectations(Expectations.load(path).entries, path, cpu=frozenset({"avx2"}))
+    with_vnni = Expectations(without.entries, path, cpu=frozenset({"avx2", "avx512_vnni"}))
+    unknown = Expectations(without.entries, path, cpu=frozenset())
+    assert without.lookup("mlp-pt2e-ptq_static-inductor", False).status == "inaccurate"
+    assert with_vnni.lookup("mlp-pt2e-ptq_static-inductor", False).status == "pass"
+    assert unknown.lookup("mlp-pt2e-ptq_static-inductor", False).status == "pass", "an unknown CPU proves nothing"
+
+
+def test_over_and_at_worst_shape_the_verdict(tmp_path):
+    path = tmp_path / "expectations.toml"
+    path.write_text(CPU_ENTRY)
+    known = Expectations(Expectations.load(path).entries, path, cpu=frozenset({"avx2"})).lookup("m-inductor", False)
+
+    def inaccurate(*metrics):
+        return {**record("inaccurate"), "violations": [{"metric": m, "value": 0.0, "limit": 1.0} for m in metrics]}
+
+    assert verdict(inaccurate("lsb_err_vs_sim"), known).verdict == "known"
+    assert verdict(inaccurate("sqnr_db", "lsb_err_vs_sim"), known).verdict == "worse", "SQNR too is not the cause"
+    assert verdict(record("pass"), known).verdict == "as_expected", "the cause did not strike: fine"
+    assert verdict(record("not_quantized"), known).verdict == "worse"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (CPU_ENTRY.replace('over = ["lsb_err_vs_sim"]', 'over = ["snr"]'), "unknown metrics"),
+    (CPU_ENTRY.replace('status = "inaccurate"', 'status = "fail"'), "'over' is for status 'inaccurate'"),
+    (CPU_ENTRY.replace("at_worst = true", 'at_worst = "yes"'), "'at_worst' must be true or false"),
+    (CPU_ENTRY.replace('cpu_lacks = ["avx512_vnni"]', 'cpu_lacks = "avx512_vnni"'), "'cpu_lacks' must be a list"),
+])
+def test_malformed_cpu_and_metric_keys_name_the_entry(tmp_path, text, message):
+    path = tmp_path / "expectations.toml"
+    path.write_text(text)
+    with pytest.raises(ExpectationError, match=message) as caught:
+        Expectations.load(path)
+    assert "#1" in str(caught.value)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-import pandas as pd
 from cells import cell as shared_cell
 
-from matrix import report
-from matrix.html import HTML_SYMBOLS, rate_colour, render_html
+from matrix.reporting.html import SYMBOLS as HTML_SYMBOLS
+from matrix.reporting.html import rate_colour, render_html
 
 ENV = {"label": "unit", "date": "2026-11-27T00:00:00+00:00", "versions": {"torch": "2.13.0"},
        "quantized_engines": ["fbgemm"], "command": "pytest -n 2", "suite_commit": "abc123"}
@@ -23,11 +22,12 @@ RECORDS = [
     cell("mlp", "fx", "ptq_static", "x86", "pass", quantized_ops=3,
          metrics={"sqnr_db": 31.0, "sqnr_sim_db": 31.5, "lsb_err_vs_sim": 1.0}),
     cell("conv", "fx", "ptq_static", "x86", "fail", stage="convert", error_type="RuntimeError",
-         error_message="bad </script><b>tag</b> 0x7f3e", verdict="failed"),
+         error_message="bad </script><b>tag</b> 0x7f3e", verdict="worse"),
     cell("op_linear", "fx", "ptq_static", "x86", "inaccurate", kind="operator", quantized_ops=1,
          metrics={"sqnr_db": 12.0, "sqnr_sim_db": 30.0, "lsb_err_vs_sim": 20.0},
+         limits={"min_sqnr_db": 15.0, "max_lsb_err_vs_sim": 8.0, "max_accuracy_drop": 0.02},
          documented={"status": "pass", "claim": "linear: static Y", "source": "https://docs.example/q#ops"}),
-    cell("mlp", "pt2e", "ptq_static", "inductor", "unavailable", reason="no torchao", verdict="skipped"),
+    cell("mlp", "pt2e", "ptq_static", "inductor", "unavailable", reason="no torchao", verdict="unavailable"),
 ]
 
 
@@ -99,14 +99,14 @@ def test_error_split_marks_the_side_over_its_threshold():
     assert "op_linear-fx-ptq_static-x86" in split and "conv-fx-ptq_static-x86" not in split
 
 
-def test_operator_table_is_included_when_the_report_has_one(monkeypatch):
-    def operator_support(df: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame([{"operator": "op_linear", "x86 ptq_static": "0/1 (🟡1)"}])
-
-    monkeypatch.setattr(report, "operator_support", operator_support, raising=False)
+def test_operator_table_is_included_when_the_report_has_one():
     page = render_html(ENV, RECORDS)
     assert 'id="operator-support"' in page
-    assert f'<td class="count" style="background:{rate_colour(0, 1)}">0/1 ({HTML_SYMBOLS["inaccurate"]}1)</td>' in page
+    support = page[page.index('id="operator-support"'):page.index('id="per-model"')]
+    assert f'<td class="count" style="background:{rate_colour(0, 1)}"><b>0/1</b><span class="others">' \
+           f'<span title="1 inaccurate">{HTML_SYMBOLS["inaccurate"]}1</span></span></td>' in support
+    assert f'<td class="symbols s-inaccurate" title="inaccurate"><span class="chip s-inaccurate">' \
+           f'{HTML_SYMBOLS["inaccurate"]}</span></td>' in support
 
 
 def test_a_run_without_records_of_some_kind_still_renders():

@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from matrix.cell import stable_seed
-from matrix.report import write_report
+from matrix.reporting import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -39,7 +39,7 @@ def record(model: str, mode: str, scheme: str, backend: str) -> dict:
         "reason": "no package" if status == "unavailable" else None,
         "metrics": {} if failed else {"sqnr_db": sqnr, "sqnr_sim_db": sqnr + 1, "lsb_err_vs_sim": 0.5},
         "quantized_ops": 0 if failed or status == "not_quantized" else 2, "float_ops": 0,
-        "timings": {"prepare": 0.01, "convert": 0.2, "run": 0.05}, "verdict": "failed" if failed else "passed",
+        "timings": {"prepare": 0.01, "convert": 0.2, "run": 0.05}, "verdict": "worse" if failed else "as_expected",
         "expected": {"status": "pass"}, "documented": None,
         "nodeid": f"cases/test_matrix.py::test_cell[{case_id}]",
     }

@@ -13,9 +13,24 @@ import models.operators
 from matrix.backends import BACKENDS
 from matrix.cases import expand
 from matrix.modes import MODES
-from matrix.report import fixed_qparams, frame, operator_outcomes, operator_support, render_markdown
+from matrix.reporting import tables
+from matrix.reporting.markdown import cell as shown
+from matrix.reporting.markdown import render_markdown
 from matrix.schemes import SCHEMES
 from matrix.thresholds import Thresholds
+
+
+def operator_support(records):
+    return tables.operator_support(tables.load({}, records)).map(shown)
+
+
+def operator_outcomes(records):
+    return tables.operator_outcomes(tables.load({}, records)).map(shown)
+
+
+def fixed_qparams(records):
+    return tables.fixed_qparams(tables.load({}, records), records).map(shown)
+
 
 THROWAWAY = '''
 from torch import nn
@@ -47,7 +62,7 @@ def test_a_new_operator_file_is_discovered_and_crossed(throwaway_operator):
     assert {(c.mode, c.scheme, c.backend) for c in cases} == {(c.mode, c.scheme, c.backend) for c in relu}
     assert {c.kind for c in cases} == {"operator"}
     records = [cell(c.model, c.mode, c.scheme, c.backend, "pass") for c in cases]
-    table = operator_support(frame(records))
+    table = operator_support(records)
     assert set(table["operator"]) == {throwaway_operator}
     assert set(table["mode"]) == {c.mode for c in cases}
     assert all(re.fullmatch(r"(\d+)/\1", passing) for passing in table["passing"])
@@ -60,7 +75,7 @@ def test_a_new_operator_runs_as_a_cell_and_lands_in_the_table(throwaway_operator
                 if c.model == throwaway_operator and (c.mode, c.scheme, c.backend) == ("fx", "ptq_static", "fbgemm"))
     record = runner.run_cell(case, Thresholds.load())
     assert record["status"] not in ("error", None), record
-    row = operator_support(frame([record])).iloc[0]
+    row = operator_support([record]).iloc[0]
     assert row["operator"] == throwaway_operator
     assert row["fbgemm ptq_static"] not in ("·", "")
 
@@ -78,7 +93,7 @@ def cell(model, mode, scheme, backend, status, kind="operator", **extra):
     record = {"case_id": f"{model}-{mode}-{scheme}-{backend}", "model": model, "kind": kind, "mode": mode,
               "scheme": scheme, "qspec": "default", "backend": backend, "status": status, "stage": None,
               "error_type": None, "error_message": None, "reason": None, "metrics": {}, "timings": {},
-              "verdict": "passed", "expected": {"status": "pass"}, "documented": None, "nodeid": None}
+              "verdict": "as_expected", "expected": {"status": "pass"}, "documented": None, "nodeid": None}
     record.update(extra)
     return record
 
@@ -99,7 +114,7 @@ RECORDS = [
 
 
 def test_operator_support_has_operator_rows_and_backend_scheme_columns_by_mode():
-    table = operator_support(frame(RECORDS))
+    table = operator_support(RECORDS)
     assert list(table["mode"]) == ["eager", "eager", "fx", "pt2e"]
     assert "mlp" not in set(table["operator"])
     eager = table[table["mode"] == "eager"].set_index("operator")
@@ -115,9 +130,9 @@ def test_operator_outcomes_name_stage_and_error_and_join_backends():
     known = {"status": "fail", "reason": "no quantized kernel for this op", "source": "a run"}
     records = [*RECORDS, cell("op_relu", "eager", "ptq_static", "onednn", "fail", stage="run",
                               error_type="NotImplementedError", error_message="no kernel")]
-    records[2] = {**records[2], "expected": known, "verdict": "xfailed"}
-    records[-1] = {**records[-1], "expected": known, "verdict": "xfailed"}
-    table = operator_outcomes(frame(records))
+    records[2] = {**records[2], "expected": known, "verdict": "known"}
+    records[-1] = {**records[-1], "expected": known, "verdict": "known"}
+    table = operator_outcomes(records)
     failed = table[table["outcome"] == "❌ fail"].iloc[0]
     assert failed["backend"] == "qnnpack, onednn"
     assert failed["stage"] == "run"

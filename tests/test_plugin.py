@@ -35,17 +35,20 @@ def test_a_small_slice_writes_records_env_and_report(tmp_path):
     passed = by_id["mlp-fx-ptq_static-fbgemm"]
     assert passed["status"] == "pass"
     assert passed["quantized_ops"] > 0
-    assert passed["verdict"] == "passed"
+    assert passed["verdict"] == "as_expected"
+    assert passed["limits"]["min_sqnr_db"] > 0 and passed["violations"] == []
     assert {"model", "kind", "mode", "scheme", "qspec", "backend"} <= set(passed)
     assert passed["metrics"]["sqnr_db"] > 15
     dynamic_conv = by_id["conv_bn_relu-fx-ptq_dynamic-fbgemm"]
     assert dynamic_conv["status"] == "not_quantized"
-    assert dynamic_conv["verdict"] == "xfailed"
+    assert dynamic_conv["verdict"] == "known"
     assert dynamic_conv["documented"]["source"].startswith("https://")
     env = json.loads((run / "env.json").read_text())
     assert env["versions"]["torch"].startswith("2.")
     assert env["label"] == "selftest"
     assert env["command"]
+    assert env["axes"]["backend"][:4] == ["fbgemm", "x86", "qnnpack", "onednn"], "the registry order, recorded"
+    assert "onnxruntime" in env["versions"], "each backend's packages are recorded"
     assert env["threads_per_worker"] == os.cpu_count()  # one worker (no -n) has every core
     report = (run / "report.md").read_text()
     assert "## Mode support" in report

@@ -3,35 +3,34 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from cells import cell
 
 from matrix.cli import main
-from matrix.records import RunError, read_records
-from matrix.report import (
-    documented_vs_observed,
-    error_split,
-    failure_groups,
-    frame,
-    mode_support,
-    normalize_message,
-    render_markdown,
-    write_report,
-)
+from matrix.records import RunError, TornRecord, read_records
+from matrix.reporting import tables, write_report
+from matrix.reporting.markdown import cell as shown
+from matrix.reporting.markdown import render_markdown
+from matrix.reporting.tables import normalize_message
+
+
+def run_of(records):
+    return tables.load(ENV, records)
 
 RECORDS = [
     cell("mlp", "fx", "ptq_static", "fbgemm", "pass", quantized_ops=3,
          metrics={"sqnr_db": 30.1, "sqnr_sim_db": 30.1, "lsb_err_vs_sim": 0.0}),
     cell("conv", "fx", "ptq_static", "fbgemm", "fail", stage="convert", error_type="RuntimeError",
-         error_message="no kernel | here", verdict="failed"),
+         error_message="no kernel | here", verdict="worse"),
     cell("conv", "fx", "ptq_dynamic", "fbgemm", "not_quantized", reason="no quantized compute op",
-         metrics={"sqnr_db": 300.0}, verdict="xfailed",
+         metrics={"sqnr_db": 300.0}, verdict="known",
          expected={"status": "not_quantized", "reason": "conv has no dynamic kernel", "source": "docs#ops"},
          documented={"status": "not_quantized", "claim": "conv: dynamic N", "source": "docs#ops"}),
     cell("mlp", "fx", "ptq_dynamic", "fbgemm", "fail", stage="run", error_type="E", error_message="m",
-         verdict="failed", documented={"status": "pass", "claim": "linear: dynamic Y", "source": "docs#ops"}),
-    cell("mlp", "pt2e", "ptq_static", "inductor", "unavailable", reason="no torchao", verdict="skipped"),
+         verdict="worse", documented={"status": "pass", "claim": "linear: dynamic Y", "source": "docs#ops"}),
+    cell("mlp", "pt2e", "ptq_static", "inductor", "unavailable", reason="no torchao", verdict="unavailable"),
 ]
 ENV = {"label": "unit", "date": "2026-11-27T00:00:00+00:00", "versions": {"torch": "2.13.0"},
        "quantized_engines": ["fbgemm"], "command": "pytest", "stale_expectations": [
@@ -39,7 +38,7 @@ ENV = {"label": "unit", "date": "2026-11-27T00:00:00+00:00", "versions": {"torch
 
 
 def test_mode_support_counts_pass_over_applicable():
-    table = mode_support(frame(RECORDS)).set_index(["mode", "scheme"])
+    table = tables.mode_support(run_of(RECORDS)).map(shown).set_index(["mode", "scheme"])
     assert table.loc[("fx", "ptq_static"), "fbgemm"] == "🟨 1/2 (❌1)"
     assert table.loc[("fx", "ptq_dynamic"), "fbgemm"] == "🟥 0/2 (⬜1 ❌1)"
     assert table.loc[("pt2e", "ptq_static"), "inductor"] == "➖1"
@@ -47,7 +46,7 @@ def test_mode_support_counts_pass_over_applicable():
 
 
 def test_documented_versus_observed_lists_only_disagreements():
-    table = documented_vs_observed(frame(RECORDS))
+    table = tables.documented_vs_observed(run_of(RECORDS))
     assert list(table["cell"]) == ["mlp-fx-ptq_dynamic-fbgemm"]
     assert "linear: dynamic Y" in table.iloc[0]["docs say"]
 
@@ -69,7 +68,7 @@ def test_markdown_has_every_section_and_reproduce_commands():
 def test_missing_text_is_not_printed_as_nan():
     text = render_markdown(ENV, RECORDS)
     assert "nan" not in text.replace("nanoseconds", "")
-    assert frame(RECORDS).loc[0, "error_type"] is None
+    assert tables.frame(RECORDS).loc[0, "error_type"] is None
 
 
 def test_messages_that_differ_in_numbers_or_addresses_share_a_signature():
@@ -81,10 +80,10 @@ def test_messages_that_differ_in_numbers_or_addresses_share_a_signature():
 def test_failures_are_grouped_by_signature_largest_first():
     records = [
         cell(f"m{i}", "fx", "qat", "x86", "fail", stage="prepare", error_type="AssertionError",
-             error_message=f"expected {i} got {i + 1}", verdict="failed") for i in range(3)
+             error_message=f"expected {i} got {i + 1}", verdict="worse") for i in range(3)
     ] + [cell("lone", "fx", "qat", "x86", "crash", stage="run", error_type="Crash", error_message="signal 11"),
          cell("ok", "fx", "qat", "x86", "pass")]
-    groups = failure_groups(frame(records))
+    groups = tables.failure_groups(run_of(records))
     assert [len(g.cells) for g in groups] == [3, 1]
     assert groups[0].signature == "prepare: AssertionError: expected N got N"
     assert list(groups[1].cells["case_id"]) == ["lone-fx-qat-x86"]
@@ -103,8 +102,10 @@ def test_error_split_names_the_side_over_its_threshold():
                                                                      "lsb_err_vs_sim": 0.5}),
         cell("d", "fx", "ptq_static", "x86", "not_quantized", metrics={"sqnr_db": 300.0, "sqnr_sim_db": 300.0}),
     ]
-    limits = {"min_sqnr_db": 15.0, "max_lsb_err_vs_sim": 8.0}
-    table = error_split(frame(records), lambda row: limits).set_index("case_id")
+    judged = [{**r, "limits": {"min_sqnr_db": 15.0, "max_lsb_err_vs_sim": 8.0}} for r in records]
+    assert set(tables.error_split(run_of(records))["over"]) == {""}, "a record without its limits names no side"
+    records = judged
+    table = tables.error_split(run_of(records)).set_index("case_id")
     assert list(table.index) == ["a-fx-ptq_static-x86", "b-fx-ptq_static-x86", "c-fx-ptq_static-x86"]
     assert list(table["over"]) == ["", "backend", "recipe"]
     text = render_markdown(ENV, records)
@@ -140,7 +141,20 @@ def test_report_formats(tmp_path, capsys):
     assert "unknown format 'pdf'" in capsys.readouterr().err
 
 
-def test_truncated_line_is_named_and_nothing_is_overwritten(tmp_path, capsys):
+def test_a_torn_last_line_is_dropped_with_a_warning_and_the_rest_renders(tmp_path, capsys):
+    lines = [json.dumps(r) + "\n" for r in RECORDS]
+    lines[-1] = lines[-1][:40]
+    run = write_run(tmp_path, lines)
+    with pytest.warns(TornRecord, match=r"cells-main.jsonl:5: torn last line dropped"):
+        assert len(read_records(run)) == len(RECORDS) - 1
+    assert main(["report", str(run)]) == 0
+    assert "qmatrix: warning: " in capsys.readouterr().err
+    assert "mlp-fx-ptq_static-fbgemm" in (run / "report.md").read_text()
+    for command in (["diff", str(run), str(run)], ["merge", str(run), "-o", str(tmp_path / "merged")]):
+        assert main(command) == 0, command
+
+
+def test_a_malformed_line_before_the_last_is_named_and_nothing_is_overwritten(tmp_path, capsys):
     lines = [json.dumps(r) + "\n" for r in RECORDS]
     lines[2] = lines[2][:40] + "\n"
     run = write_run(tmp_path, lines)
@@ -157,3 +171,47 @@ def test_truncated_line_is_named_and_nothing_is_overwritten(tmp_path, capsys):
 def test_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+MARKUP = "<img src=x onerror=alert(1)></pre><script>alert(2)</script>"
+
+
+def test_markup_from_a_record_reaches_no_report_raw(tmp_path):
+    """An error, a reason and a model's name that carry markup: report.md and report.html show them as text."""
+    model = "evil<b>model</b>"
+    records = [
+        cell(model, "fx", "ptq_static", "fbgemm", "fail", stage="run", error_type="RuntimeError",
+             error_message=MARKUP, verdict="worse"),
+        cell(model, "fx", "ptq_dynamic", "fbgemm", "not_quantized", reason=MARKUP, verdict="known",
+             metrics={"sqnr_db": 300.0}, kind="operator",
+             expected={"status": "not_quantized", "reason": MARKUP, "source": MARKUP},
+             documented={"status": "pass", "claim": MARKUP, "source": "docs"}),
+        cell("mlp", "fx", "ptq_static", "fbgemm", "inaccurate", reason=MARKUP, quantized_ops=2,
+             metrics={"sqnr_db": 3.0, "sqnr_sim_db": 30.0, "lsb_err_vs_sim": 1.0}),
+    ]
+    env = {**ENV, "model_source_errors": [MARKUP], "command": MARKUP,
+           "stale_expectations": [{"entry": MARKUP, "status": "fail"}]}
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "cells-main.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "env.json").write_text(json.dumps(env))
+    write_report(run)
+    for name in ("report.md", "report.html"):
+        text = (run / name).read_text()
+        if name == "report.md":  # a code span shows its text as written: markup inside one is text
+            text = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", text)
+        else:  # the page's own script follows the records, which carry no "<" at all
+            text, data = text.split('<script type="application/json" id="records">', 1)
+            assert "<" not in data.split("</script>", 1)[0]
+        for tag in ("<img", "<script>alert", "</pre><", "<b>model"):
+            assert tag not in text, f"{tag!r} raw in {name}"
+    markdown = (run / "report.md").read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;" not in markdown, "escaped once, so it reads as written"
+    assert "&lt;img src=x onerror=alert(1)>&lt;/pre>&lt;script>alert(2)&lt;/script>" in markdown
+
+
+def test_records_of_older_runs_keep_their_verdicts_in_todays_words(tmp_path):
+    older = [{**r, "verdict": {"worse": "failed", "known": "xfailed", "unavailable": "skipped"}.get(
+        r["verdict"], "passed")} for r in RECORDS]
+    run = write_run(tmp_path, [json.dumps(r) + "\n" for r in older])
+    assert [r["verdict"] for r in read_records(run)] == [r["verdict"] for r in RECORDS]

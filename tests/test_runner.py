@@ -7,11 +7,12 @@ import torch
 from torch import nn
 
 import matrix.runner as runner
-from matrix.backends import Backend, Deployed, Inspection
+from matrix.backends import Backend
 from matrix.cases import Case
-from matrix.cell import Stage
-from matrix.modes import Mode, Quantized
+from matrix.contract import Deployed, Inspection, Quantized
+from matrix.modes import Mode
 from matrix.thresholds import Thresholds
+from matrix.vocabulary import Stage
 from models import ModelSpec, vectors
 
 
@@ -25,7 +26,7 @@ def spec(name="tiny", build=lambda: nn.Linear(4, 2)):
 
 
 def mode(quantize):
-    return Mode("stand_in", "", backends=("stand_in",), schemes=("ptq_static",), quantize=quantize)
+    return Mode("stand_in", "", reaches=lambda b: b.name == "stand_in", schemes=("ptq_static",), quantize=quantize)
 
 
 def backend(quantized_ops=1, noise=0.0, reason=None):
@@ -34,7 +35,7 @@ def backend(quantized_ops=1, noise=0.0, reason=None):
             out = model(x)
             return out + noise * torch.ones_like(out)
         return Deployed(run, Inspection(quantized={"QLinear": quantized_ops} if quantized_ops else {}))
-    return Backend("stand_in", "test", "", deploy=deploy, unavailable_reason=lambda: reason)
+    return Backend("stand_in", "test", "", deploy=deploy, unavailable_check=lambda: reason)
 
 
 def same_model(ctx):

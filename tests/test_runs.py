@@ -7,7 +7,7 @@ import json
 import pytest
 
 from matrix.cli import main
-from matrix.diff import classify, diff_runs
+from matrix.reporting.compare import classify, diff_runs
 from matrix.runs import load_run, merge_runs
 
 ENV = {"label": None, "date": "2026-11-27T01:00:00+00:00", "python": "3.11.7",
@@ -155,9 +155,10 @@ def test_compare_has_a_column_per_run_and_marks_differences(tmp_path, capsys):
 
 def test_unreadable_input_is_named_and_nothing_is_written(tmp_path, capsys):
     good = write_run(tmp_path, "good", [cell("a", "pass")])
-    broken = write_run(tmp_path, "broken", [cell("a", "pass"), cell("b", "pass")])
+    broken = write_run(tmp_path, "broken", [cell("a", "pass"), cell("b", "pass"), cell("c", "pass")])
     path = broken / "cells-gw0.jsonl"
-    path.write_text(path.read_text()[:-30] + "\n")
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1][:-30] + "\n" + lines[2])
     out = tmp_path / "out"
     for command in ("diff", "compare", "merge"):
         assert main([command, str(good), str(broken), "-o", str(out)]) == 2

@@ -1,6 +1,6 @@
 import pytest
 
-from matrix.thresholds import ThresholdError, Thresholds
+from matrix.thresholds import ThresholdError, Thresholds, judge
 
 
 def write(tmp_path, text):
@@ -25,14 +25,17 @@ def test_lookup_order_model_over_backend_over_scheme_over_defaults(tmp_path):
     assert thresholds.for_cell("qat", "lstm", "fbgemm")["max_cell_seconds"] == 60.0
 
 
-def test_violations(tmp_path):
+def test_violations_are_structured_and_read_as_before(tmp_path):
     thresholds = Thresholds.load(write(tmp_path, BASE))
-    assert thresholds.violations({"sqnr_db": 30.0, "lsb_err_vs_sim": 1.0}, "ptq_static", "m") == []
-    found = thresholds.violations({"sqnr_db": 10.0, "lsb_err_vs_sim": 9.0}, "ptq_static", "m")
-    assert found == ["sqnr_db 10.0 < 15.0", "lsb_err_vs_sim 9.0 > 8.0"]
-    assert thresholds.violations({"sqnr_db": float("nan"), "lsb_err_vs_sim": 0.0}, "ptq_static", "m")
+    limits = thresholds.for_cell("ptq_static", "m")
+    assert judge({"sqnr_db": 30.0, "lsb_err_vs_sim": 1.0}, limits) == []
+    found = judge({"sqnr_db": 10.0, "lsb_err_vs_sim": 9.0}, limits)
+    assert [v.as_dict() for v in found] == [{"metric": "sqnr_db", "value": 10.0, "limit": 15.0},
+                                            {"metric": "lsb_err_vs_sim", "value": 9.0, "limit": 8.0}]
+    assert [v.phrase for v in found] == ["sqnr_db 10.0 < 15.0", "lsb_err_vs_sim 9.0 > 8.0"]
+    assert judge({"sqnr_db": float("nan"), "lsb_err_vs_sim": 0.0}, limits)
     drop = {"sqnr_db": 30.0, "lsb_err_vs_sim": 0.0, "accuracy": 0.90, "float_accuracy": 0.95}
-    assert thresholds.violations(drop, "ptq_static", "m") == ["accuracy drop 0.0500 > 0.02"]
+    assert [v.phrase for v in judge(drop, limits)] == ["accuracy drop 0.0500 > 0.02"]
 
 
 @pytest.mark.parametrize(("text", "message"), [

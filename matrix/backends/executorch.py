@@ -19,10 +19,12 @@ from typing import Any
 
 import torch
 
-from matrix.backends import Backend, Deployed, Inspection, missing_packages, register
-from matrix.cell import Stage, Unavailable
+from matrix.backends import Backend, register
+from matrix.cell import Unavailable
+from matrix.contract import Deployed, Inspection
 from matrix.qconfigs import per_channel_only
 from matrix.qspecs import QSPECS
+from matrix.vocabulary import Stage
 
 COMPUTE = {"aten::convolution", "aten::linear", "aten::addmm", "aten::mm", "aten::bmm", "aten::matmul",
            "aten::_convolution", "aten::conv2d", "aten::conv1d"}
@@ -130,13 +132,10 @@ def pt2e_quantizer(scheme: str, qspec: str) -> Any:
     return XNNPACKQuantizer().set_global(config)
 
 
-def unavailable_reason() -> str | None:
-    return missing_packages({"executorch": "executorch"}, "executorch")
-
-
 register(Backend(
     "executorch_xnnpack", "executorch",
     "lowered to ExecuTorch with the XNNPACK delegate (to_edge_transform_and_lower), run from a .pte "
     "by ExecuTorch's runtime",
-    deploy=deploy, unavailable_reason=unavailable_reason, pt2e_quantizer=pt2e_quantizer,
+    deploy=deploy, packages={"executorch": "executorch"}, extra="executorch", pt2e_quantizer=pt2e_quantizer,
+    pt2e_knobs="granularity",
 ))

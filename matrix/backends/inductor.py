@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 
-from matrix.backends import Backend, Deployed, Inspection, register
-from matrix.cell import Stage, Unavailable
+from matrix.backends import Backend, register
+from matrix.cell import Unavailable
+from matrix.contract import Deployed, Inspection
 from matrix.localize import CompiledGraph
 from matrix.qconfigs import pt2e_config
 from matrix.qspecs import QSPECS
+from matrix.vocabulary import Stage
 
 QUANTIZED_CALL = re.compile(r"torch\.ops\.onednn\.(q\w+)")
 FLOAT_CALL = re.compile(
@@ -90,5 +92,5 @@ def unavailable_reason() -> str | None:
 register(Backend(
     "inductor", "torch_compile",
     "PT2E model lowered by torch.compile (Inductor, freezing on) to oneDNN int8 kernels",
-    deploy=deploy, unavailable_reason=unavailable_reason, pt2e_quantizer=pt2e_quantizer,
+    deploy=deploy, unavailable_check=unavailable_reason, pt2e_quantizer=pt2e_quantizer, pt2e_knobs="all",
 ))

@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from matrix.backends import Backend, Deployed, Inspection, missing_packages, register
-from matrix.cell import Stage
+from matrix.backends import Backend, register
+from matrix.contract import Deployed, Inspection
 from matrix.localize import MODEL_OUTPUT, LayerOutputs
 from matrix.qconfigs import per_channel_only
 from matrix.qspecs import QSPECS
+from matrix.vocabulary import Stage
 
 PACKAGES = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
 COMPUTE_OPS = {
@@ -262,14 +263,10 @@ def pt2e_handoff(quantizer: Any) -> dict[str, Any]:
     return {QUANT_CONFIG: QuantConfig(pt2e_quantizer=quantizer)}
 
 
-def unavailable_reason() -> str | None:
-    return missing_packages(PACKAGES, "litert")
-
-
 register(Backend(
     "litert", "tflite",
     "converted to .tflite (litert_torch.convert, or a Keras / TFLite quantizer) and run by the LiteRT "
     "interpreter's builtin kernels",
-    deploy=deploy, unavailable_reason=unavailable_reason, activate=contextlib.nullcontext,
-    pt2e_quantizer=pt2e_quantizer, pt2e_handoff=pt2e_handoff, pt2e_fold_quantize=False,
+    deploy=deploy, packages=PACKAGES, extra="litert", activate=contextlib.nullcontext,
+    pt2e_quantizer=pt2e_quantizer, pt2e_knobs="granularity", pt2e_handoff=pt2e_handoff, pt2e_fold_quantize=False,
 ))

@@ -20,8 +20,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from matrix.backends import Backend, Deployed, Inspection, quantized_engine, register
-from matrix.cell import Stage
+from matrix.backends import NATIVE, Backend, quantized_engine, register
+from matrix.contract import Deployed, Inspection
+from matrix.vocabulary import Stage
 
 QUANTIZED_NAMESPACES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
 # Modules of those namespaces that move data in or out of int8 but compute nothing.
@@ -181,7 +182,7 @@ DESCRIPTIONS = {
 
 for _engine, _description in DESCRIPTIONS.items():
     register(Backend(
-        _engine, "torch_native", _description, deploy=deploy,
-        unavailable_reason=functools.partial(_engine_reason, _engine),
+        _engine, NATIVE, _description, deploy=deploy, engine=_engine,
+        unavailable_check=functools.partial(_engine_reason, _engine),
         activate=functools.partial(quantized_engine, _engine),
     ))

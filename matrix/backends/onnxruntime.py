@@ -22,11 +22,13 @@ from typing import Any
 
 import torch
 
-from matrix.backends import Backend, Deployed, Inspection, missing_packages, quantized_engine, register
-from matrix.cell import Stage, Unavailable, first_line
+from matrix.backends import Backend, quantized_engine, register
+from matrix.cell import Unavailable, first_line
+from matrix.contract import Deployed, Inspection
 from matrix.localize import CompiledGraph
 from matrix.qconfigs import pt2e_config
 from matrix.qspecs import QSPECS
+from matrix.vocabulary import Stage
 
 PACKAGES = {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxscript": "onnxscript"}
 # The qconfigs and BackendConfig that eager and FX use when they target ONNX Runtime.
@@ -355,10 +357,6 @@ def split_sharing_quantizer(config: Any) -> Any:
     return SplitSharing()
 
 
-def unavailable_reason() -> str | None:
-    return missing_packages(PACKAGES, "onnx")
-
-
 def activate() -> contextlib.AbstractContextManager:
     """Eager and FX convert under the engine whose qconfig they used."""
     if ENGINE in torch.backends.quantized.supported_engines:
@@ -369,6 +367,6 @@ def activate() -> contextlib.AbstractContextManager:
 register(Backend(
     "onnxruntime", "onnx",
     "exported to ONNX (torch.onnx.export, dynamo) and run by ONNX Runtime's CPU execution provider",
-    deploy=deploy, unavailable_reason=unavailable_reason, activate=activate,
-    pt2e_quantizer=pt2e_quantizer, engine=ENGINE, takes_fx_reference=True,
+    deploy=deploy, packages=PACKAGES, extra="onnx", activate=activate,
+    pt2e_quantizer=pt2e_quantizer, pt2e_knobs="all", engine=ENGINE, takes_fx_reference=True,
 ))

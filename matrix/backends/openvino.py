@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from matrix.backends import Backend, Deployed, Inspection, missing_packages, register
-from matrix.cell import Stage
+from matrix.backends import Backend, register
+from matrix.contract import Deployed, Inspection
 from matrix.localize import CHANGES_OUTPUT, MODEL_OUTPUT, LayerOutputs, output_unchanged, read_exposed
+from matrix.vocabulary import Stage
 
 COMPUTE = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "RNNSeq", "RNNCell",
            "TensorIterator"}
@@ -185,12 +186,10 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
     return Deployed(model, inspection)
 
 
-def unavailable_reason() -> str | None:
-    return missing_packages({"openvino": "openvino", "nncf": "nncf"}, "openvino")
-
+PACKAGES = {"openvino": "openvino", "nncf": "nncf"}
 
 register(Backend(
     "openvino", "openvino",
     "quantized by NNCF and run by the OpenVINO CPU plugin (f32 float precision, snippets off)",
-    deploy=deploy, unavailable_reason=unavailable_reason,
+    deploy=deploy, packages=PACKAGES, extra="openvino",
 ))

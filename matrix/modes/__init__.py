@@ -1,53 +1,65 @@
 """The mode axis: how a float model is quantized (eager, FX, PT2E, ...).
 
 A mode is a frozen dataclass registered in :data:`MODES`; it names the
-backends and schemes it has a code path for, and its ``quantize`` runs the
-stages capture to convert for one cell.
+schemes it has a code path for and which backends it reaches, by what a backend
+declares (a quantized engine, a PT2E quantizer, a format), never by name; its
+``quantize`` runs the stages capture to convert for one cell.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from matrix.cell import Stage
+from matrix.cell import missing_packages
+from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
-    from matrix.runner import CellContext
+    from matrix.contract import Backend, CellContext, Quantized
 
 QAT_STEPS = 12
 QAT_LEARNING_RATE = 1e-4
-
-
-@dataclass
-class Quantized:
-    """A mode's result: the model the backend deploys and the mode's fake-quant simulation."""
-
-    model: nn.Module
-    simulation: nn.Module
-    simulation_kind: str
-    # The float model in the format of ``model`` when that is not a PyTorch model (a .tflite,
-    # an OpenVINO model), made on demand: first-divergence compares their layers.
-    float_artifact: Callable[[], nn.Module] | None = None
 
 
 @dataclass(frozen=True)
 class Mode:
     name: str
     description: str
-    backends: tuple[str, ...]
+    # Whether the mode has a code path to a backend, from what the backend declares.
+    reaches: Callable[[Backend], bool]
     schemes: tuple[str, ...]
     quantize: Callable[[CellContext], Quantized]
-    unavailable_reason: Callable[[], str | None] = lambda: None
+    # Import name -> pip distribution of what the mode runs on, and the extra that installs it.
+    packages: dict[str, str] = field(default_factory=dict)
+    extra: str | None = None
+    unavailable_check: Callable[[], str | None] = lambda: None
     # The models the mode has a code path for (None: every model).
     models: tuple[str, ...] | None = None
     # The only qspecs the mode runs (None: every qspec that applies to it, ``default`` included).
     qspecs: tuple[str, ...] | None = None
+
+    def unavailable_reason(self) -> str | None:
+        return missing_packages(self.packages, self.extra or self.name) or self.unavailable_check()
+
+
+def takes_engine_models(backend: Backend) -> bool:
+    """A backend that takes a quantized engine's eager or FX model."""
+    return backend.engine is not None
+
+
+def takes_pt2e(backend: Backend) -> bool:
+    """A backend with a PT2E quantizer of its own."""
+    return backend.pt2e_quantizer is not None
+
+
+def of_family(*families: str) -> Callable[[Backend], bool]:
+    """Backends that run an artifact of one of these families (a .tflite, an ONNX model, ...)."""
+    return lambda backend: backend.family in families
 
 
 MODES: dict[str, Mode] = {}

@@ -25,16 +25,17 @@ import torch
 import torch.ao.quantization as tq
 from torch.ao.quantization import quantize_fx
 
-from matrix.cell import Stage
-from matrix.modes import Mode, Quantized, calibrate, register, train
+from matrix.contract import Quantized
+from matrix.modes import Mode, calibrate, register, takes_engine_models, takes_pt2e, train
 from matrix.modes import pt2e as pt2e_mode
-from matrix.modes.eager import NATIVE, _assign_qconfig, _capture, qconfig_for
+from matrix.modes.eager import _assign_qconfig, _capture, qconfig_for
 from matrix.modes.fx import BACKEND_CONFIGS, qconfig_mapping
 from matrix.modes.simulation import static_simulation
-from matrix.qspecs import CONVERSION_PATHS, PT2E_BACKENDS
+from matrix.qspecs import CONVERSION_PATHS
+from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
-    from matrix.runner import CellContext
+    from matrix.contract import CellContext
 
 # The qconfigs and BackendConfig FX uses when it prepares a model bound for a PT2E backend.
 FX_ENGINE = "x86"
@@ -90,12 +91,12 @@ def quantize(ctx: CellContext) -> Quantized:
     with ctx.clock.stage(Stage.CAPTURE):
         traced = torch.fx.GraphModule(model, ObserverLeaves().trace(model))
     with ctx.clock.stage(Stage.CONVERT):
-        quantized = quantize_fx.convert_fx(traced, backend_config=BACKEND_CONFIGS[ctx.backend.qengine]())
+        quantized = quantize_fx.convert_fx(traced, backend_config=BACKEND_CONFIGS[ctx.backend.engine]())
     return Quantized(quantized, simulation, "the calibrated eager model's observers as fixed fake-quants")
 
 
 register(Mode(
     "conversion", "a model carried between representations (FX -> PT2E, eager -> FX); the qspec names the path",
-    backends=(*NATIVE, *PT2E_BACKENDS), schemes=("ptq_static", "qat"), quantize=quantize,
+    reaches=lambda b: takes_engine_models(b) or takes_pt2e(b), schemes=("ptq_static", "qat"), quantize=quantize,
     qspecs=tuple(CONVERSION_PATHS),
 ))

@@ -11,15 +11,15 @@ import torch.ao.nn.qat as nnqat
 import torch.ao.quantization as tq
 from torch import nn
 
-from matrix.cell import Stage
-from matrix.modes import Mode, Quantized, calibrate, register, train
+from matrix.contract import Quantized
+from matrix.modes import Mode, calibrate, register, takes_engine_models, train
 from matrix.modes.simulation import dynamic_simulation, qat_simulation, static_simulation
 from matrix.qconfigs import torch_qconfig
+from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
-    from matrix.runner import CellContext
+    from matrix.contract import CellContext
 
-NATIVE = ("fbgemm", "x86", "qnnpack", "onednn")
 EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 # The guide's "PyTorch observed QAT to ONNX quantized": the trained QAT model itself is
 # deployed (its fake-quants export as Q/DQ), as it is or with batch-norm folded first.
@@ -45,7 +45,7 @@ def _capture(ctx: CellContext, training: bool) -> nn.Module:
 
 def qconfig_for(ctx: CellContext, qat: bool) -> tq.QConfig:
     """The engine's default (QAT) qconfig, with the cell's qspec knobs applied."""
-    engine = ctx.backend.qengine
+    engine = ctx.backend.engine
     if ctx.qspec.knobs:
         return torch_qconfig(ctx.qspec.knobs, engine, qat)
     return tq.get_default_qat_qconfig(engine) if qat else tq.get_default_qconfig(engine)
@@ -59,7 +59,7 @@ def _assign_qconfig(model: nn.Module, qconfig: tq.QConfig, embedding_qconfig: tq
 
 
 def quantize(ctx: CellContext) -> Quantized:
-    engine = ctx.backend.qengine
+    engine = ctx.backend.engine
     scheme = ctx.scheme.name
     if scheme == "ptq_dynamic":
         with ctx.clock.stage(Stage.CAPTURE):
@@ -120,7 +120,7 @@ def _folded(module: nn.Module) -> nn.Module:
 
 register(Mode(
     "eager", "eager mode: QuantStub/DeQuantStub, fuse_modules, qconfig, prepare/convert",
-    backends=(*NATIVE, "onnxruntime"), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    reaches=takes_engine_models, schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
 ))
 
 

@@ -11,14 +11,14 @@ from torch.ao.quantization import backend_config as bc
 from torch.ao.quantization import quantize_fx
 from torch.ao.quantization.backend_config.x86 import get_x86_backend_config
 
-from matrix.cell import Stage
-from matrix.modes import Mode, Quantized, calibrate, register, train
-from matrix.modes.eager import NATIVE
+from matrix.contract import Quantized
+from matrix.modes import Mode, calibrate, register, takes_engine_models, train
 from matrix.modes.simulation import qat_simulation
 from matrix.qconfigs import torch_qconfig
+from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
-    from matrix.runner import CellContext
+    from matrix.contract import CellContext
 
 BACKEND_CONFIGS = {
     "fbgemm": bc.get_fbgemm_backend_config,
@@ -40,7 +40,7 @@ def qconfig_mapping(scheme: str, engine: str, knobs: dict[str, str] | None = Non
 
 
 def quantize(ctx: CellContext) -> Quantized:
-    engine, scheme = ctx.backend.qengine, ctx.scheme.name
+    engine, scheme = ctx.backend.engine, ctx.scheme.name
     training = scheme == "qat"
     with ctx.clock.stage(Stage.CAPTURE):
         model = copy.deepcopy(ctx.float_model).train(training)
@@ -69,5 +69,5 @@ def quantize(ctx: CellContext) -> Quantized:
 
 register(Mode(
     "fx", "FX graph mode: prepare_fx / prepare_qat_fx / convert_fx with the backend's BackendConfig",
-    backends=(*NATIVE, "onnxruntime"), schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    reaches=takes_engine_models, schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
 ))

@@ -18,16 +18,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from matrix.backends import missing_packages
 from matrix.backends.litert import TFLiteModel, quiet
-from matrix.cell import Stage, Unavailable
+from matrix.cell import Unavailable
+from matrix.contract import Quantized
 from matrix.metrics import sqnr_db
-from matrix.modes import QAT_LEARNING_RATE, QAT_STEPS, Mode, Quantized, register
+from matrix.modes import QAT_LEARNING_RATE, QAT_STEPS, Mode, of_family, register
 from matrix.modes.litert import simulation_for
+from matrix.vocabulary import Stage
 from models.keras import TWINS
 
 if TYPE_CHECKING:
-    from matrix.runner import CellContext
+    from matrix.contract import CellContext
 
 PACKAGES = {"tensorflow": "tensorflow-cpu", "tf_keras": "tf-keras", "ai_edge_litert": "ai-edge-litert"}
 QAT_PACKAGE = ("tensorflow_model_optimization", "tensorflow-model-optimization")
@@ -142,13 +143,9 @@ def quantize(ctx: CellContext) -> Quantized:
                      float_artifact=lambda: float_tflite(float_twin))
 
 
-def unavailable_reason() -> str | None:
-    return missing_packages(PACKAGES, "litert")
-
-
 register(Mode(
     "keras", "the model's Keras twin converted by tf.lite.TFLiteConverter (PTQ) or trained with "
     "tensorflow-model-optimization (QAT)",
-    backends=("litert",), schemes=("ptq_static", "ptq_dynamic", "fp16", "qat"), quantize=quantize,
-    unavailable_reason=unavailable_reason, models=tuple(TWINS),
+    reaches=of_family("tflite"), schemes=("ptq_static", "ptq_dynamic", "fp16", "qat"), quantize=quantize,
+    packages=PACKAGES, extra="litert", models=tuple(TWINS),
 ))

@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from matrix.backends.litert import PACKAGES as LITERT_PACKAGES
 from matrix.backends.litert import QUANT_CONFIG, TFLiteModel, convert, litert_torch
-from matrix.backends.litert import unavailable_reason as litert_unavailable
-from matrix.cell import Stage
-from matrix.modes import FloatArtifacts, Mode, Quantized, register
+from matrix.contract import Quantized
+from matrix.modes import FloatArtifacts, Mode, of_family, register
 from matrix.modes.eager import recipe_simulation
 from matrix.modes.simulation import dynamic_simulation, fp16_simulation, weight_only_simulation
+from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
-    from matrix.runner import CellContext
+    from matrix.contract import CellContext
 
 LITERT_RECIPES = {"ptq_dynamic": "full_dynamic_recipe", "weight_only": "full_weight_only_recipe",
                   "fp16": "full_fp16_recipe"}
@@ -103,11 +104,11 @@ def _inputs(content: bytes) -> list[tuple[str, np.dtype]]:
 
 register(Mode(
     "litert_recipe", "litert_torch.convert of the float model with a litert-torch quantization recipe",
-    backends=("litert",), schemes=tuple(LITERT_RECIPES), quantize=quantize_litert_recipe,
-    unavailable_reason=litert_unavailable,
+    reaches=of_family("tflite"), schemes=tuple(LITERT_RECIPES), quantize=quantize_litert_recipe,
+    packages=LITERT_PACKAGES, extra="litert",
 ))
 register(Mode(
     "aeq", "ai-edge-quantizer on the float model's .tflite (static / dynamic / weight-only recipes)",
-    backends=("litert",), schemes=tuple(AEQ_RECIPES), quantize=quantize_aeq,
-    unavailable_reason=litert_unavailable,
+    reaches=of_family("tflite"), schemes=tuple(AEQ_RECIPES), quantize=quantize_aeq,
+    packages={**LITERT_PACKAGES, "ai_edge_quantizer": "ai-edge-quantizer"}, extra="litert",
 ))

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from matrix.backends.openvino import PACKAGES as OPENVINO_PACKAGES
 from matrix.backends.openvino import OpenVinoModel, nncf, openvino
-from matrix.backends.openvino import unavailable_reason as openvino_unavailable
-from matrix.cell import Stage
-from matrix.modes import Mode, Quantized, register, train
+from matrix.contract import Quantized
+from matrix.modes import Mode, of_family, register, train
+from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
-    from matrix.runner import CellContext
+    from matrix.contract import CellContext
 
 TORCH, ONNX = "nncf_torch", "nncf_onnx"
 
@@ -96,6 +97,6 @@ def _onnx_artifact(content: bytes) -> OpenVinoModel:
 
 register(Mode(
     "nncf", "NNCF quantization of the model (as OpenVINO IR, PyTorch module or ONNX) for OpenVINO",
-    backends=("openvino",), schemes=("ptq_static", "qat"), quantize=quantize,
-    unavailable_reason=openvino_unavailable,
+    reaches=of_family("openvino"), schemes=("ptq_static", "qat"), quantize=quantize,
+    packages=OPENVINO_PACKAGES, extra="openvino",
 ))

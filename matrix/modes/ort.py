@@ -19,14 +19,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from matrix.backends.onnxruntime import PACKAGES as ONNX_PACKAGES
 from matrix.backends.onnxruntime import OnnxModel, export, input_names_of
-from matrix.backends.onnxruntime import unavailable_reason as onnx_unavailable
-from matrix.cell import Stage
-from matrix.modes import FloatArtifacts, Mode, Quantized, register
+from matrix.contract import Quantized
+from matrix.modes import FloatArtifacts, Mode, of_family, register
 from matrix.modes.simulation import dynamic_simulation
+from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
-    from matrix.runner import CellContext
+    from matrix.contract import CellContext
 
 PER_CHANNEL = ("per_channel", "qoperator_per_channel")
 # The float model's ONNX export, made once per process for all of its ort cells.
@@ -91,6 +92,6 @@ def quantize(ctx: CellContext) -> Quantized:
 
 register(Mode(
     "ort", "ONNX Runtime's quantizer (quantize_static / quantize_dynamic) on the float model exported to ONNX",
-    backends=("onnxruntime",), schemes=("ptq_static", "ptq_dynamic"), quantize=quantize,
-    unavailable_reason=onnx_unavailable,
+    reaches=of_family("onnx"), schemes=("ptq_static", "ptq_dynamic"), quantize=quantize,
+    packages=ONNX_PACKAGES, extra="onnx",
 ))

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from matrix.cell import Stage, Unavailable
-from matrix.modes import Mode, Quantized, calibrate, patterns, register, train
+from matrix.cell import Unavailable
+from matrix.contract import Quantized
+from matrix.modes import Mode, calibrate, patterns, register, takes_pt2e, train
+from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
-    from matrix.runner import CellContext
+    from matrix.contract import CellContext
 
 # (module with prepare/convert, module with move_exported_model_to_*), newest first.
 LOCATIONS = (
@@ -85,7 +87,6 @@ def quantize(ctx: CellContext, capture: Callable[[torch.nn.Module], torch.nn.Mod
 
 register(Mode(
     "pt2e", "PT2E: torch.export + the backend's Quantizer + prepare_pt2e / convert_pt2e",
-    backends=("inductor", "onnxruntime", "litert", "executorch_xnnpack"), schemes=("ptq_static", "ptq_dynamic", "qat"),
-    quantize=quantize,
-    unavailable_reason=unavailable_reason,
+    reaches=takes_pt2e, schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    unavailable_check=unavailable_reason,
 ))

@@ -1,7 +1,9 @@
-"""The report as one self-contained HTML file: inline CSS and JS, the records embedded, no network at view time.
+"""The report, the diff and the comparison of runs as self-contained HTML pages: inline CSS and JS,
+the records embedded, no network at view time.
 
-Records in, a page out, no pytest. The tables are plain HTML, so the page reads without its script; the script
-adds filters on every axis and status, sorting by any column, and a panel that shows a cell's whole record.
+Records in, a page out, no pytest. The tables are plain HTML, so the page reads without its script;
+the script adds filters on every axis and status, sorting by any column, and a panel that shows a
+cell's whole record. Every text from a record is escaped.
 """
 
 from __future__ import annotations
@@ -15,20 +17,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from matrix import report
-from matrix.diff import CATEGORIES, RunDiff, change_table, verdict_line, versions
-from matrix.report import BACKEND_ORDER, ENV_PACKAGES, MEANINGS, NOT_APPLICABLE, SYMBOLS, VERDICTS, _db, _ordered
-from matrix.runs import Run
+from matrix.reporting import compare, tables
+from matrix.reporting.compare import RunDiff
+from matrix.reporting.tables import MEANINGS, VERDICT_TEXT, VERDICT_WORD
+from matrix.reporting.values import Chip, Chips, Command, NoPath, Tally, db, missing, reproduce, short
+from matrix.runs import Run as RunFolder
+from matrix.vocabulary import AXES, NOT_APPLICABLE, STATUSES, VERDICTS
 
-ASSETS = Path(__file__).with_name("html_assets")
+ASSETS = Path(__file__).resolve().parent.parent / "html_assets"
 # Symbols that common text fonts carry (the Markdown report's emoji need an emoji font).
-HTML_SYMBOLS = {"pass": "✓", "inaccurate": "≈", "not_quantized": "○", "fail": "✗", "crash": "↯", "timeout": "◷",
-                "unavailable": "⊘", "error": "⚙"}
-STATUS_OF_SYMBOL = {symbol: status for status, symbol in SYMBOLS.items()}
-# The pytest outcome of a cell, in a word for the table of all cells.
-VERDICT_WORDS = {"passed": "as expected", "xfailed": "known", "xpassed": "better", "failed": "worse",
-                 "skipped": "skipped"}
-FILTER_AXES = ("status", "verdict", "kind", "model", "mode", "scheme", "qspec", "backend")
+SYMBOLS = {"pass": "✓", "inaccurate": "≈", "not_quantized": "○", "fail": "✗", "crash": "↯", "timeout": "◷",
+           "unavailable": "⊘", "error": "⚙"}
+FILTER_AXES = ("status", "verdict", *AXES)
 SECTIONS = (("summary", "Summary"), ("mode-support", "Mode support"), ("operator-support", "Operators"),
             ("per-model", "Per model"), ("documented", "Docs vs observed"), ("failures", "Failures"),
             ("error-split", "Error split"), ("expectations", "Expectations"), ("cells", "All cells"),
@@ -36,13 +36,24 @@ SECTIONS = (("summary", "Summary"), ("mode-support", "Mode support"), ("operator
 
 
 def _sym(status: str) -> str:
-    return HTML_SYMBOLS.get(status, "")
+    return SYMBOLS.get(status, "")
 
 
 def _e(value: object) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    return escape(str(value))
+    return "" if missing(value) else escape(str(value))
+
+
+def text(value: object) -> str:
+    """Record text as HTML: escaped, its `code` spans and web addresses kept as such."""
+    html = re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(value))
+    return re.sub(r"https?://[^\s<)]+", _link, html)
+
+
+def _link(found: re.Match) -> str:
+    """A link whose text is the host and the part after ``#`` when the address is long."""
+    url = found[0]
+    shown = url if len(url) <= 48 else f"{url.split('/')[2]}/…" + (f"#{url.split('#', 1)[1]}" if "#" in url else "")
+    return f'<a href="{url}" target="_blank" rel="noreferrer" title="{url}">{shown}</a>'
 
 
 def rate_colour(passed: int, applicable: int) -> str:
@@ -50,29 +61,38 @@ def rate_colour(passed: int, applicable: int) -> str:
     return f"hsl({round(120 * passed / applicable)}, 65%, 82%)"
 
 
-def tally_html(statuses: list[str]) -> str:
-    counts = Counter(statuses)
-    applicable = sum(n for s, n in counts.items() if s not in NOT_APPLICABLE)
-    others = "".join(f'<span title="{counts[s]} {s}">{_sym(s)}{counts[s]}</span>'
-                     for s in SYMBOLS if s != "pass" and counts.get(s))
-    rate = f'<b>{counts.get("pass", 0)}/{applicable}</b>' if applicable else ""
+def tally_html(value: Tally) -> str:
+    others = "".join(f'<span title="{n} {s}">{_sym(s)}{n}</span>' for s, n in value.others())
+    rate = f"<b>{value.passed}/{value.applicable}</b>" if value.applicable else ""
     return f'{rate}<span class="others">{others}</span>'
 
 
-def _chip(i: int, row: pd.Series) -> str:
-    status = row["status"]
-    if status in ("pass", "inaccurate") and pd.notna(row["sqnr_db"]):
-        text = f"{_db(row['sqnr_db'])} dB"
-    elif status == "not_quantized":
-        text = "float"
-    else:
-        text = row["stage"] or status
-    hint = f"{row['case_id']}: {status}" + (f" at {row['stage']}: {row['error_type']}" if row["stage"] else "")
-    return f'<span class="chip s-{status}" data-i="{i}" title="{_e(hint)}">{_sym(status)} {_e(text)}</span>'
+def chip_html(value: Chip) -> str:
+    parts = [_sym(value.status), _e(value.status) if value.word else "", text(value.note)]
+    return f'<span class="chip s-{_e(value.status)}">{" ".join(p for p in parts if p)}</span>'
 
 
-def _status(status: str) -> str:
-    return f'<span class="chip s-{status}">{_sym(status)} {_e(status)}</span>'
+def td(value: object) -> str:
+    """One table cell: a tally coloured by its pass rate, outcomes by their status, text escaped."""
+    if isinstance(value, Tally):
+        if value.applicable:
+            return f'<td class="count" style="background:{rate_colour(value.passed, value.applicable)}">' \
+                   f"{tally_html(value)}</td>"
+        return f"<td>{tally_html(value)}</td>"
+    if isinstance(value, (Chip, Chips)):
+        chips = value.chips if isinstance(value, Chips) else (value,)
+        statuses = [c.status for c in chips]
+        body = " ".join(chip_html(c) for c in chips)
+        if len(set(statuses)) == 1:
+            return f'<td class="symbols s-{_e(statuses[0])}" title="{_e(statuses[0])}">{body}</td>'
+        applicable = [s for s in statuses if s not in NOT_APPLICABLE]
+        style = f' style="background:{rate_colour(applicable.count("pass"), len(applicable))}"' if applicable else ""
+        return f'<td class="symbols"{style} title="{_e(" ".join(statuses))}">{body}</td>'
+    if isinstance(value, Command):
+        return f'<td><code class="cmd">{_e(value.text)}</code></td>'
+    if isinstance(value, NoPath):
+        return '<td class="nopath" title="no code path: not a cell">·</td>'
+    return f"<td>{text(value)}</td>"
 
 
 def _th(columns: list[str]) -> str:
@@ -83,18 +103,19 @@ def _indices(rows: pd.DataFrame) -> str:
     return " ".join(str(i) for i in rows.index)
 
 
-def header(env: dict, df: pd.DataFrame) -> str:
+def header(env: dict, run: tables.Run) -> str:
+    df = run.df
     counts = Counter(df["status"])
     applicable = sum(n for s, n in counts.items() if s not in NOT_APPLICABLE)
     passed = counts.get("pass", 0)
     rate = f"{passed / applicable:.0%}" if applicable else "n/a"
     bar = "".join(f'<a class="seg s-{s}" data-filter="status" data-value="{s}" style="flex:{counts[s]}" '
                   f'title="{counts[s]} {s}: {_e(MEANINGS[s])}">{_sym(s)} {counts[s]}</a>'
-                  for s in SYMBOLS if counts.get(s))
+                  for s in STATUSES if counts.get(s))
     chips = " ".join(f'<a class="chip s-{s}" data-filter="status" data-value="{s}">{_sym(s)} {s} {counts[s]}</a>'
-                     for s in SYMBOLS if counts.get(s))
+                     for s in STATUSES if counts.get(s))
     verdicts = Counter(df["verdict"].dropna())
-    against = " · ".join(f'<a data-filter="verdict" data-value="{_e(v)}">{_e(VERDICTS.get(v, v))} {n}</a>'
+    against = " · ".join(f'<a data-filter="verdict" data-value="{_e(v)}">{_e(VERDICT_TEXT.get(v, v))} {n}</a>'
                          for v, n in sorted(verdicts.items()))
     return f"""<header class="top" id="summary"><div class="headline">
 <h1>qmatrix report: {_e(run_title(env))}</h1>
@@ -115,30 +136,23 @@ def run_title(env: dict) -> str:
 
 
 def environment(env: dict) -> str:
-    versions_ = env.get("versions") or {}
-    installed = ", ".join(f"{p} {versions_[p]}" for p in ENV_PACKAGES if versions_.get(p))
-    missing = ", ".join(p for p in ENV_PACKAGES if not versions_.get(p)) or "none"
-    rows = [("date", env.get("date")), ("packages", installed), ("not installed", missing),
-            ("python", env.get("python")), ("platform", env.get("platform")),
-            ("CPU", f"{env.get('cpu', '?')} ({env.get('cores', '?')} cores)"),
-            ("quantized engines", ", ".join(env.get("quantized_engines") or [])),
-            ("suite commit", env.get("suite_commit")), ("command", env.get("command"))]
-    rows += [("merged from", f"{s['run']} ({s['cells']} cells)") for s in env.get("merged_from") or []]
+    rows = tables.environment_rows(env)
+    rows += [("merged from", line) for line in tables.merge_sources(env)]
     rows += [("merge conflict", c) for c in env.get("merge_conflicts") or []]
     rows += [("model source", e) for e in env.get("model_source_errors") or []]
     body = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v) or '?'}</dd>" for k, v in rows)
     return f'<dl class="env">{body}</dl>'
 
 
-def filter_bar(df: pd.DataFrame, sections: str) -> str:
+def filter_bar(run: tables.Run, sections: str) -> str:
     """Links to the sections present in ``sections``, and a filter per axis, status and verdict."""
     links = " ".join(f'<a href="#{anchor}">{_e(name)}</a>' for anchor, name in SECTIONS if f'id="{anchor}"' in sections)
     selects = []
     for axis in FILTER_AXES:
-        counts = Counter(df[axis].dropna())
-        order = list(SYMBOLS) if axis == "status" else BACKEND_ORDER if axis == "backend" else sorted(counts)
-        values = _ordered(pd.Series(list(counts)), order)
-        options = "".join(f'<option value="{_e(v)}">{_e(VERDICTS.get(v, v) if axis == "verdict" else v)} '
+        counts = Counter(run.df[axis].dropna())
+        order = {"status": STATUSES, "verdict": VERDICTS}.get(axis) or run.order.get(axis) or sorted(counts)
+        values = [v for v in order if v in counts] + sorted(v for v in counts if v not in order)
+        options = "".join(f'<option value="{_e(v)}">{_e(VERDICT_TEXT.get(v, v) if axis == "verdict" else v)} '
                           f"({counts[v]})</option>" for v in values)
         selects.append(f'<label>{axis}<select data-axis="{axis}"><option value="">all</option>{options}</select>'
                        "</label>")
@@ -152,92 +166,59 @@ def _section(anchor: str, title: str, intro: str, body: str) -> str:
             '<p class="none-shown" hidden>No cell here matches the filters.</p></section>')
 
 
-def mode_support(df: pd.DataFrame) -> str:
-    backends = _ordered(df["backend"], BACKEND_ORDER)
+def mode_support(run: tables.Run) -> str:
+    """The mode-support table, each count a live tally of its cells (the filters recount it)."""
+    backends = run.axis("backend")
     rows = []
-    for (mode, scheme), group in df.groupby(["mode", "scheme"], sort=False):
+    for (mode, scheme), group in run.df.groupby(["mode", "scheme"], sort=False):
         tds = []
         for backend in backends:
             cells = group[group["backend"] == backend]
             if not len(cells):
-                tds.append('<td class="nopath" title="no code path: not a cell">·</td>')
+                tds.append(td(NoPath()))
                 continue
             tds.append(f'<td class="tally" data-cells="{_indices(cells)}" data-mode="{_e(mode)}" '
                        f'data-scheme="{_e(scheme)}" data-backend="{_e(backend)}" title="list these cells">'
-                       f"{tally_html(list(cells['status']))}</td>")
+                       f"{tally_html(Tally.of(cells['status']))}</td>")
         rows.append(f"<tr><td>{_e(mode)}</td><td>{_e(scheme)}</td>{''.join(tds)}</tr>")
     head = _th(["mode", "scheme", *backends])
-    table = f'<table class="sortable support">{head}<tbody>{"".join(rows)}</tbody></table>'
+    body = f'<table class="sortable support">{head}<tbody>{"".join(rows)}</tbody></table>'
     return _section("mode-support", "Mode support",
                     "Mode and scheme rows, backend columns. A count is passing cells over applicable ones "
                     "(unavailable and error left out), over every model that the filters let through; its colour "
-                    "runs from red (none passes) to green (all pass). Click a count to list its cells.", table)
-
-
-def operator_support(df: pd.DataFrame) -> str:
-    render = getattr(report, "operator_support", None)
-    if render is None or not (df["kind"] == "operator").any():
-        return ""
-    table = render(df)
-    if not len(table):
-        return ""
-    return _section("operator-support", "Operator support",
-                    "Operator rows, backend and scheme columns, like PyTorch's operator support table; colours as "
-                    "in mode support. Filters do not apply here.", frame_table(table))
+                    "runs from red (none passes) to green (all pass). Click a count to list its cells.", body)
 
 
 def summary_section(anchor: str, title: str, intro: str, table: pd.DataFrame) -> str:
-    """A summary table of the Markdown report as a section of the page (empty when the run has no rows)."""
+    """A summary table of the report as a section of the page (empty when the run has no rows)."""
     if not len(table):
         return ""
     return _section(anchor, title, intro + " Filters do not apply here.", frame_table(table))
 
 
 def frame_table(table: pd.DataFrame) -> str:
-    """Any summary table of the report: a ``passed/applicable`` count is coloured by its rate, a cell of status
-    symbols by its status (or by the rate of passing symbols when they differ)."""
-    body = "".join("<tr>" + "".join(_summary_cell(value) for value in row) + "</tr>" for _, row in table.iterrows())
+    body = "".join("<tr>" + "".join(td(value) for value in row) + "</tr>" for _, row in table.iterrows())
     head = "".join(f"<th>{_e(c).replace(' ', '<br>')}</th>" for c in table.columns)
     return f'<div class="wide"><table class="sortable summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>' \
            "</table></div>"
 
 
-def _summary_cell(value: object) -> str:
-    text = str(value)
-    found = re.fullmatch(r"(?:\S+ )?(\d+)/(\d+)( \(.*\))?", text)
-    statuses = [STATUS_OF_SYMBOL.get(token) for token in text.split()]
-    if found and int(found[2]):
-        return f'<td class="count" style="background:{rate_colour(int(found[1]), int(found[2]))}">' \
-               f"{markdown_text(value)}</td>"
-    if statuses and all(statuses):
-        if len(set(statuses)) == 1:
-            return f'<td class="symbols s-{statuses[0]}" title="{statuses[0]}">{markdown_text(value)}</td>'
-        applicable = [s for s in statuses if s not in NOT_APPLICABLE]
-        style = f' style="background:{rate_colour(applicable.count("pass"), len(applicable))}"' if applicable else ""
-        return f'<td class="symbols"{style} title="{" ".join(statuses)}">{markdown_text(value)}</td>'
-    return f"<td>{markdown_text(value)}</td>"
+def _chip(i: int, row: pd.Series) -> str:
+    status = row["status"]
+    if status in ("pass", "inaccurate") and not missing(row["sqnr_db"]):
+        shown = f"{db(row['sqnr_db'])} dB"
+    elif status == "not_quantized":
+        shown = "float"
+    else:
+        shown = row["stage"] or status
+    hint = f"{row['case_id']}: {status}" + (f" at {row['stage']}: {row['error_type']}" if row["stage"] else "")
+    return f'<span class="chip s-{_e(status)}" data-i="{i}" title="{_e(hint)}">{_sym(status)} {_e(shown)}</span>'
 
 
-def markdown_text(value: object) -> str:
-    """A value of a Markdown table as HTML: escaped pipes restored, code spans and links kept."""
-    text = _e(value).replace("\\|", "|")
-    for status, symbol in SYMBOLS.items():
-        text = text.replace(symbol, _sym(status))
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
-    return re.sub(r"https?://[^\s<)]+", _link, text)
-
-
-def _link(found: re.Match) -> str:
-    """A link whose text is the host and the part after ``#`` when the address is long."""
-    url = found[0]
-    text = url if len(url) <= 48 else f"{url.split('/')[2]}/…" + (f"#{url.split('#', 1)[1]}" if "#" in url else "")
-    return f'<a href="{url}" target="_blank" rel="noreferrer" title="{url}">{text}</a>'
-
-
-def per_model(df: pd.DataFrame) -> str:
-    backends = _ordered(df["backend"], BACKEND_ORDER)
+def per_model(run: tables.Run) -> str:
+    backends = run.axis("backend")
     rows = []
-    for (model, kind, mode, scheme), group in df.groupby(["model", "kind", "mode", "scheme"], sort=False):
+    for (model, kind, mode, scheme), group in run.df.groupby(["model", "kind", "mode", "scheme"], sort=False):
         tds = []
         for backend in backends:
             cells = group[group["backend"] == backend]
@@ -246,11 +227,11 @@ def per_model(df: pd.DataFrame) -> str:
         rows.append(f'<tr data-cells="{_indices(group)}"><td>{_e(model)}</td><td>{_e(kind)}</td><td>{_e(mode)}</td>'
                     f"<td>{_e(scheme)}</td>{''.join(tds)}</tr>")
     columns = ["model", "kind", "mode", "scheme", *backends]
-    table = f'<table class="sortable filterable">{_th(columns)}<tbody>{"".join(rows)}</tbody></table>'
+    body = f'<table class="sortable filterable">{_th(columns)}<tbody>{"".join(rows)}</tbody></table>'
     return _section("per-model", "Per model",
                     "One row per model, mode and scheme; a chip per cell with the SQNR of the deployed output "
                     "against float (∞: identical outputs), <i>float</i> when nothing was quantized, or the stage "
-                    "that failed. Click a chip for the cell's record.", table)
+                    "that failed. Click a chip for the cell's record.", body)
 
 
 def keyed_table(table: pd.DataFrame, positions: dict[str, int]) -> str:
@@ -261,22 +242,21 @@ def keyed_table(table: pd.DataFrame, positions: dict[str, int]) -> str:
             key = f' data-i="{positions[row["cell"]]}"'
         else:
             key = f' data-cells="{" ".join(str(positions[c]) for c in str(row["cells"]).split(", "))}"'
-        tds = "".join(("<td class=\"id\">" if c == "cell" else "<td>") + f"{markdown_text(v)}</td>"
-                      for c, v in row.items())
+        tds = "".join(f'<td class="id">{_e(v)}</td>' if c == "cell" else td(v) for c, v in row.items())
         body.append(f"<tr{key}>{tds}</tr>")
     return f'<table class="sortable filterable">{_th(list(table.columns))}<tbody>{"".join(body)}</tbody></table>'
 
 
-def documented(df: pd.DataFrame, positions: dict[str, int]) -> str:
-    table = report.documented_vs_observed(df)
+def documented(run: tables.Run, positions: dict[str, int]) -> str:
+    table = tables.documented_vs_observed(run)
     body = keyed_table(table, positions) if len(table) else "<p><i>none</i></p>"
     return _section("documented", "Documented versus observed",
                     "Every cell where the backend's own documentation claims one outcome and the run found "
                     "another.", body)
 
 
-def failures(df: pd.DataFrame) -> str:
-    groups = report.failure_groups(df)
+def failures(run: tables.Run) -> str:
+    groups = tables.failure_groups(run)
     total = sum(len(g.cells) for g in groups)
     return _section("failures", "Failures by signature",
                     f"{total} failed cells (fail, crash, timeout, error) in {len(groups)} groups, largest first. "
@@ -285,27 +265,25 @@ def failures(df: pd.DataFrame) -> str:
                     "".join(_failure_group(n, g) for n, g in enumerate(groups, 1)) or "<p><i>none</i></p>")
 
 
-def _failure_group(number: int, group: report.FailureGroup) -> str:
-    rows = "".join(f'<tr data-i="{i}"><td class="id">{_e(r["case_id"])}</td><td>{_status(r["status"])}</td>'
-                   f'<td><code class="cmd">{_e(report.reproduce(r["nodeid"]))}</code></td></tr>'
-                   for i, r in group.cells.iterrows())
-    gist = markdown_text(report._short(group.message, 90))
+def _failure_group(number: int, group: tables.FailureGroup) -> str:
+    rows = "".join(f'<tr data-i="{i}"><td class="id">{_e(r["case_id"])}</td>{td(Chip(r["status"], word=True))}'
+                   f"{td(reproduce(r['nodeid']))}</tr>" for i, r in group.cells.iterrows())
     whole = f"<pre>{_e(group.message)}</pre>" if len(group.message) > 90 else ""
     return (f'<div class="group" data-cells="{_indices(group.cells)}"><h3>{number}. <span class="n">'
             f"{len(group.cells)}</span> × {_e(group.stage or '(no stage)')}: {_e(group.error_type)}: "
-            f'<span class="gist">{gist}</span></h3>{whole}<table class="filterable">'
+            f'<span class="gist">{text(short(group.message, 90))}</span></h3>{whole}<table class="filterable">'
             f"{_th(['cell', 'status', 'reproduce'])}<tbody>{rows}</tbody></table></div>")
 
 
-def error_split(df: pd.DataFrame) -> str:
-    table = report.error_split(df, report.threshold_lookup())
+def error_split(run: tables.Run) -> str:
+    split = tables.error_split(run)
     rows = []
-    for i, r in table.iterrows():
+    for i, r in split.iterrows():
         over = r["over"]
         rows.append(
-            f'<tr data-i="{i}"><td>{_e(r["case_id"])}</td><td data-v="{list(SYMBOLS).index(r["status"])}">'
-            f"{_status(r['status'])}</td>{_number(r['sqnr_db'], db=True)}"
-            f'{_number(r["sqnr_sim_db"], db=True, over="recipe" in over)}'
+            f'<tr data-i="{i}"><td>{_e(r["case_id"])}</td><td data-v="{STATUSES.index(r["status"])}">'
+            f"{chip_html(Chip(r['status'], word=True))}</td>{_number(r['sqnr_db'], db_=True)}"
+            f'{_number(r["sqnr_sim_db"], db_=True, over="recipe" in over)}'
             f'{_number(r["lsb_err_vs_sim"], over="backend" in over)}<td>{_e(over)}</td></tr>')
     columns = ["cell", "status", "deployed dB", "recipe dB (sim)", "backend error (LSB vs sim)", "over threshold"]
     body = f'<table class="sortable filterable">{_th(columns)}<tbody>{"".join(rows)}</tbody></table>'
@@ -313,18 +291,19 @@ def error_split(df: pd.DataFrame) -> str:
                     "For each quantized cell: <i>recipe dB</i> is the SQNR of the mode's own fake-quant simulation "
                     "against float, what the quantization recipe costs; <i>backend error</i> is the deployed "
                     "output's largest distance from that simulation in output quantization steps, what the "
-                    "backend's kernels add. A value over its threshold (matrix/thresholds.toml) is red.", body)
+                    "backend's kernels add. A value over the limit the cell was judged by (kept in its record) is "
+                    "red.", body)
 
 
-def _number(value: object, db: bool = False, over: bool = False) -> str:
-    if value is None or pd.isna(value):
+def _number(value: object, db_: bool = False, over: bool = False) -> str:
+    if missing(value):
         return '<td data-v=""></td>'
-    text = _db(value) if db else f"{value:.2f}"
-    return f'<td class="num{" over" if over else ""}" data-v="{value}">{text}</td>'
+    shown = db(value) if db_ else f"{value:.2f}"
+    return f'<td class="num{" over" if over else ""}" data-v="{value}">{shown}</td>'
 
 
-def expectations(df: pd.DataFrame, env: dict, positions: dict[str, int]) -> str:
-    surprising, known = report.surprises(df), report.known_outcomes(df)
+def expectations(run: tables.Run, env: dict, positions: dict[str, int]) -> str:
+    surprising, known = tables.surprises(run), tables.known_outcomes(run)
     stale = env.get("stale_expectations") or []
     stale_list = "".join(f"<li>{_e(s['entry'])} (expects {_e(s['status'])}) matches no cell</li>" for s in stale)
     body = ("<h3>Surprises: worse than expected (pytest failed) or better (xpass)</h3>"
@@ -335,38 +314,39 @@ def expectations(df: pd.DataFrame, env: dict, positions: dict[str, int]) -> str:
     return _section("expectations", "Expectations", "What the run found against what was expected of it.", body)
 
 
-def cells(df: pd.DataFrame) -> str:
-    axes = [a for a in ("model", "kind", "mode", "scheme", "qspec", "backend")
-            if a not in ("kind", "qspec") or df[a].nunique() > 1]
+def cells(run: tables.Run) -> str:
+    df = run.df
+    axes = [a for a in AXES if a not in ("kind", "qspec") or df[a].nunique() > 1]
     rows = []
     for i, r in df.iterrows():
         error = f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"]
         rows.append(
             f'<tr data-i="{i}">' + "".join(f"<td>{_e(r[a])}</td>" for a in axes)
-            + f'<td data-v="{list(SYMBOLS).index(r["status"]) if r["status"] in SYMBOLS else 99}">'
-            f"{_status(r['status'])}</td><td class=\"verdict\">{_e(VERDICT_WORDS.get(r['verdict'], r['verdict']))}</td>"
+            + f'<td data-v="{STATUSES.index(r["status"]) if r["status"] in STATUSES else 99}">'
+            f"{chip_html(Chip(r['status'], word=True))}</td>"
+            f"<td class=\"verdict\">{_e(VERDICT_WORD.get(r['verdict'], r['verdict']))}</td>"
             f'<td>{_e(r["stage"])}</td><td class="text" title="{_e(error)}">{_e(error)}</td>'
-            f"{_number(r['sqnr_db'], db=True)}{_number(r['sqnr_sim_db'], db=True)}{_number(r['lsb_err_vs_sim'])}"
+            f"{_number(r['sqnr_db'], db_=True)}{_number(r['sqnr_sim_db'], db_=True)}{_number(r['lsb_err_vs_sim'])}"
             f"{_count(r['quantized_ops'])}"
             f'<td class="num" data-v="{r["seconds"]}">{r["seconds"]:.2f}</td></tr>')
     columns = [*axes, "status", "verdict", "stage", "error / reason", "SQNR dB", "sim dB", "LSB vs sim", "q ops", "s"]
-    table = f'<table class="sortable filterable" id="cell-table">{_th(columns)}<tbody>{"".join(rows)}</tbody></table>'
+    body = f'<table class="sortable filterable" id="cell-table">{_th(columns)}<tbody>{"".join(rows)}</tbody></table>'
     return _section("cells", "All cells",
                     "Every cell of the run. Click a column to sort, a row for its whole record (stage, error, "
-                    "metrics, timings, the command that reruns it).", table)
+                    "metrics, timings, the command that reruns it).", body)
 
 
 def _count(value: object) -> str:
-    if value is None or pd.isna(value):
+    if missing(value):
         return '<td data-v=""></td>'
     return f'<td class="num" data-v="{int(value)}">{int(value)}</td>'
 
 
 def legend() -> str:
-    statuses = "".join(f"<tr><td>{_status(s)}</td><td>{_e(MEANINGS[s])}</td></tr>" for s in SYMBOLS)
+    statuses = "".join(f"<tr><td>{chip_html(Chip(s, word=True))}</td><td>{_e(MEANINGS[s])}</td></tr>"
+                       for s in STATUSES)
     scale = "".join(f'<span style="background:{rate_colour(p, 4)}">{p}/4</span>' for p in range(5))
-    verdicts = "".join(f"<tr><td>{_e(VERDICT_WORDS[v])}</td><td>{_e(text)} (pytest: {_e(v)})</td></tr>"
-                       for v, text in VERDICTS.items())
+    verdicts = "".join(f"<tr><td>{_e(VERDICT_WORD[v])}</td><td>{_e(VERDICT_TEXT[v])}</td></tr>" for v in VERDICTS)
     body = f"""<table><tbody>{statuses}</tbody></table>
 <p>Support counts: <span class="scale">{scale}</span> passing over applicable cells, coloured by that share;
 symbols after a count say how many cells ended in each other status.
@@ -374,7 +354,7 @@ symbols after a count say how many cells ended in each other status.
 <span class="nopath">·</span>: no code path, not a cell.</p>
 <p>Chips: a number is the SQNR in dB of the deployed output against the float model (∞: identical outputs);
 <i>float</i>: nothing was quantized; a stage name: where the cell failed. A faded chip is filtered out.</p>
-<p>Verdicts (the pytest outcome: the observed status against the expected one):</p>
+<p>Verdicts (the observed status against the expected one):</p>
 <table><tbody>{verdicts}</tbody></table>"""
     return _section("legend", "Legend", "Every symbol and colour of this page.", body)
 
@@ -382,21 +362,25 @@ symbols after a count say how many cells ended in each other status.
 def render_html(env: dict, records: list[dict]) -> str:
     """The whole report as one HTML page."""
     records = sorted(records, key=lambda r: r["case_id"])
-    df = report.frame(records)
-    positions = {case_id: i for i, case_id in reversed(list(enumerate(df["case_id"])))}
+    run = tables.load(env, records)
+    positions = {case_id: i for i, case_id in reversed(list(enumerate(run.df["case_id"])))}
+    operators = tables.operator_support(run)
     sections = "".join([
-        mode_support(df), operator_support(df), per_model(df),
+        mode_support(run),
+        summary_section("operator-support", "Operator support", "Operator rows, backend and scheme columns, like "
+                        "PyTorch's operator support table; colours as in mode support.", operators),
+        per_model(run),
         summary_section("qspec-support", "Qspec support", "One row per qspec (a knob of a quantization config) "
                         "and mode, backend columns, over the models the knobs are crossed with; <code>default"
-                        "</code> rows are the baseline.", report.qspec_support(df)),
+                        "</code> rows are the baseline.", tables.qspec_support(run)),
         summary_section("conversion-paths", "Conversion paths", "A model carried between representations (FX to "
                         "PT2E, eager to FX) and the QAT model exported without convert; per model the outcome, or "
-                        "the stage where the path breaks.", report.conversion_paths(df)),
-        documented(df, positions), failures(df),
-        error_split(df), expectations(df, env, positions), cells(df), legend(),
+                        "the stage where the path breaks.", tables.conversion_paths(run)),
+        documented(run, positions), failures(run),
+        error_split(run), expectations(run, env, positions), cells(run), legend(),
     ])
-    top = header(env, df)
-    body = f'{top}{filter_bar(df, top + sections)}<main>{sections}</main><aside id="record" hidden></aside>'
+    top = header(env, run)
+    body = f'{top}{filter_bar(run, top + sections)}<main>{sections}</main><aside id="record" hidden></aside>'
     return page(f"qmatrix report: {run_title(env)}", body, records)
 
 
@@ -415,7 +399,7 @@ def browser_json(value: object) -> object:
 def page(title: str, body: str, records: list[dict] | None = None) -> str:
     data = json.dumps(browser_json(records or []), sort_keys=True, default=str, allow_nan=False)
     data = data.replace("<", "\\u003c")
-    config = json.dumps({"symbols": HTML_SYMBOLS, "verdicts": VERDICTS})
+    config = json.dumps({"symbols": SYMBOLS, "verdicts": VERDICT_TEXT})
     script = (ASSETS / "report.js").read_text()
     style = (ASSETS / "report.css").read_text()
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -425,17 +409,22 @@ def page(title: str, body: str, records: list[dict] | None = None) -> str:
             f'<script type="application/json" id="config">{config}</script><script>{script}</script></body></html>\n')
 
 
+def verdict_line(diff: RunDiff) -> str:
+    headline, summary = compare.verdict(diff)
+    return f"<b>{headline}</b> ({summary})" + ("; <code>qmatrix diff</code> exits 1." if diff.regressed else ".")
+
+
 def render_diff_html(diff: RunDiff) -> str:
     parts = [f'<header class="top"><div class="headline"><h1>qmatrix diff: {_e(diff.base.name)} → '
              f'{_e(diff.new.name)}</h1><p class="verdict {"bad" if diff.regressed else "good"}">'
-             f"{markdown_text(verdict_line(diff).replace('**', ''))}</p>"
+             f"{verdict_line(diff)}</p>"
              f"<p class=\"muted\">{len(diff.base.records)} cells in {_e(diff.base.path)}, {len(diff.new.records)} "
              f"in {_e(diff.new.path)}; {diff.unchanged} unchanged (same status, SQNR within "
              f"±{diff.tolerance:g} dB).</p></div>{environments_table([diff.base, diff.new])}</header><main>"]
-    for category, title in CATEGORIES.items():
+    for category, title in compare.CATEGORIES.items():
         changes = diff.of(category)
         suffix = f" beyond ±{diff.tolerance:g} dB" if category == "sqnr" else ""
-        table = change_table(changes)
+        table = compare.change_table(changes)
         body = (_plain_table(table, lambda row: f' class="{row["direction"]}"') if len(table)
                 else "<p><i>none</i></p>")
         parts.append(f'<section id="{category}"><h2>{_e(title)}{suffix} ({len(changes)})</h2>{body}</section>')
@@ -443,8 +432,8 @@ def render_diff_html(diff: RunDiff) -> str:
     return page(f"qmatrix diff: {diff.base.name} → {diff.new.name}", "".join(parts))
 
 
-def environments_table(runs: list[Run]) -> str:
-    table = versions(runs)
+def environments_table(runs: list[RunFolder]) -> str:
+    table = compare.versions(runs)
 
     def differing(row: pd.Series) -> str:
         return ' class="differs"' if len(set(row.iloc[1:])) > 1 else ""
@@ -453,18 +442,17 @@ def environments_table(runs: list[Run]) -> str:
 
 
 def _plain_table(table: pd.DataFrame, row_attrs=lambda row: "") -> str:
-    body = "".join(f"<tr{row_attrs(row)}>" + "".join(f"<td>{markdown_text(v)}</td>" for v in row) + "</tr>"
-                   for _, row in table.iterrows())
+    body = "".join(f"<tr{row_attrs(row)}>" + "".join(td(v) for v in row) + "</tr>" for _, row in table.iterrows())
     return f'<table class="sortable">{_th(list(table.columns))}<tbody>{body}</tbody></table>'
 
 
-def render_compare_html(runs: list[Run], table: pd.DataFrame, tolerance: float) -> str:
+def render_compare_html(runs: list[RunFolder], table: pd.DataFrame, tolerance: float) -> str:
     differing = int(table["differs"].sum()) if len(table) else 0
     rows = []
     for _, row in table.iterrows():
-        tds = "".join(f'<td class="s-{_status_of(v)}">{markdown_text(v)}</td>' for v in row.iloc[2:])
+        outcomes = "".join(td(v) if isinstance(v, Chip) else '<td class="s-none">·</td>' for v in row.iloc[2:])
         rows.append(f'<tr class="{"differs" if row["differs"] else "same"}"><td>{"≠" if row["differs"] else ""}'
-                    f"</td><td>{_e(row['cell'])}</td>{tds}</tr>")
+                    f"</td><td>{_e(row['cell'])}</td>{outcomes}</tr>")
     columns = ["≠", "cell", *table.columns[2:]]
     names = ", ".join(str(c) for c in table.columns[2:])
     body = (f'<header class="top"><div class="headline"><h1>qmatrix compare: {_e(names)}</h1>'
@@ -475,8 +463,3 @@ def render_compare_html(runs: list[Run], table: pd.DataFrame, tolerance: float) 
             f"{environments_table(runs)}</header><main>"
             f'<table class="sortable compare">{_th(columns)}<tbody>{"".join(rows)}</tbody></table></main>')
     return page(f"qmatrix compare: {names}", body)
-
-
-def _status_of(outcome: str) -> str:
-    words = outcome.split()
-    return words[1] if len(words) > 1 and words[1] in SYMBOLS else "none"

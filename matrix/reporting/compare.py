@@ -1,4 +1,5 @@
-"""What changed between two runs, cell by cell, and one table across several runs. Records in, no pytest."""
+"""What changed between two runs, cell by cell, and one table across several runs: the logic,
+as values; :mod:`matrix.reporting.markdown` and :mod:`matrix.reporting.html` render it."""
 
 from __future__ import annotations
 
@@ -6,13 +7,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from matrix.cell import RANK, Status
-from matrix.report import ENV_PACKAGES, SYMBOLS, _db, _short, reproduce
+from matrix.reporting.values import Chip, db, reproduce, short
 from matrix.runs import Run
+from matrix.vocabulary import FAILED, QUANTIZED, RANK
 
 SQNR_TOLERANCE_DB = 1.0
-QUANTIZED = ("pass", "inaccurate")
-FAILED = ("fail", "crash", "timeout", "error")
 CATEGORIES = {
     "status": "Status changes",
     "not_quantized": "Newly not quantized",
@@ -20,6 +19,7 @@ CATEGORIES = {
     "added": "Cells added",
     "gone": "Cells gone",
 }
+DIRECTIONS = ("regressed", "improved", "changed")
 
 
 @dataclass(frozen=True)
@@ -63,23 +63,15 @@ def sqnr(record: dict | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def outcome(record: dict | None) -> str:
-    """A cell's outcome in a few words: symbol, status, where it failed, or its SQNR."""
+def outcome(record: dict | None) -> Chip | str:
+    """A cell's outcome in a few words: its status, where it failed, or its SQNR; ``·`` when absent."""
     if record is None:
         return "·"
     status = record["status"]
-    text = f"{SYMBOLS.get(status, '')} {status}"
     if record.get("stage"):
-        return f"{text} at {record['stage']}: {record.get('error_type') or '?'}"
+        return Chip(status, f"at {record['stage']}: {record.get('error_type') or '?'}", word=True)
     value = sqnr(record)
-    return f"{text} {_db(value)} dB" if value is not None and status != "not_quantized" else text
-
-
-def _rank(status: str) -> int | None:
-    try:
-        return RANK.get(Status(status))
-    except ValueError:
-        return None
+    return Chip(status, f"{db(value)} dB" if value is not None and status != "not_quantized" else "", word=True)
 
 
 def classify(base: dict | None, new: dict | None, tolerance: float) -> Change | None:
@@ -93,7 +85,7 @@ def classify(base: dict | None, new: dict | None, tolerance: float) -> Change | 
     if before != after:
         if before in QUANTIZED and after == "not_quantized":
             return Change(case_id, "not_quantized", "regressed", base, new)
-        return Change(case_id, "status", _direction(_rank(before), _rank(after)), base, new)
+        return Change(case_id, "status", _direction(RANK.get(before), RANK.get(after)), base, new)
     if after in FAILED and (base.get("stage"), base.get("error_type")) != (new.get("stage"), new.get("error_type")):
         return Change(case_id, "status", "changed", base, new)
     change = Change(case_id, "sqnr", "changed", base, new)
@@ -121,26 +113,39 @@ def diff_runs(base: Run, new: Run, tolerance: float = SQNR_TOLERANCE_DB) -> RunD
     return RunDiff(base, new, changes, unchanged, tolerance)
 
 
+def verdict(diff: RunDiff) -> tuple[str, str]:
+    """The diff's verdict in two parts, for a renderer to emphasize the first: what regressed (or that
+    nothing did), and the count of each direction."""
+    counts = {d: sum(c.direction == d for c in diff.changes) for d in DIRECTIONS}
+    summary = ", ".join(f"{n} {d}" for d, n in counts.items())
+    regressed = counts["regressed"]
+    return (f"{regressed} {'cell' if regressed == 1 else 'cells'} regressed" if regressed else "No regression",
+            summary)
+
+
 def versions(runs: list[Run]) -> pd.DataFrame:
-    """Environment rows (label, date, commit, python, packages), one column per run."""
+    """Environment rows (label, date, commit, python, packages), one column per run; every package any
+    of the runs recorded."""
     fields = {
         "label": lambda e: e.get("label"), "date": lambda e: e.get("date"),
         "suite commit": lambda e: (e.get("suite_commit") or "")[:12] or None,
         "python": lambda e: e.get("python"), "platform": lambda e: e.get("platform"), "cpu": lambda e: e.get("cpu"),
     }
-    fields.update({p: (lambda e, p=p: (e.get("versions") or {}).get(p)) for p in ENV_PACKAGES})
+    packages = dict.fromkeys(p for run in runs for p in (run.env.get("versions") or {}))
+    fields.update({p: (lambda e, p=p: (e.get("versions") or {}).get(p)) for p in packages})
+    names = column_names(runs)
     rows = []
     for name, read in fields.items():
         values = [read(run.env) or "" for run in runs]
         if any(values):
-            rows.append({"": name, **{_column(runs, i): v for i, v in enumerate(values)}})
+            rows.append({"": name, **dict(zip(names, values))})
     return pd.DataFrame(rows)
 
 
-def _column(runs: list[Run], i: int) -> str:
+def column_names(runs: list[Run]) -> list[str]:
+    """A column name per run: its name, numbered where two runs share one."""
     names = [run.name for run in runs]
-    name = names[i]
-    return name if names.count(name) == 1 else f"{name} [{i + 1}]"
+    return [name if names.count(name) == 1 else f"{name} [{i + 1}]" for i, name in enumerate(names)]
 
 
 def _change_row(change: Change) -> dict:
@@ -148,11 +153,11 @@ def _change_row(change: Change) -> dict:
            "new": outcome(change.new)}
     error = (change.new or {}).get("error_message")
     if change.category == "status" and error:
-        row["new error"] = _short(error, 120)
+        row["new error"] = short(error, 120)
     if change.category == "sqnr":
         row["change dB"] = f"{change.sqnr_delta:+.1f}"
     if change.direction == "regressed":
-        row["reproduce"] = f"`{reproduce((change.new or {}).get('nodeid'))}`"
+        row["reproduce"] = reproduce((change.new or {}).get("nodeid"))
     return row
 
 
@@ -160,36 +165,15 @@ def change_table(changes: list[Change]) -> pd.DataFrame:
     return pd.DataFrame([_change_row(c) for c in changes]).fillna("")
 
 
-def render_diff_markdown(diff: RunDiff) -> str:
-    lines = [f"# qmatrix diff: {diff.base.name} → {diff.new.name}", "", verdict_line(diff), "",
-             "## Environments", "", versions([diff.base, diff.new]).to_markdown(index=False), "",
-             f"{len(diff.base.records)} cells in {diff.base.path}, {len(diff.new.records)} in {diff.new.path}; "
-             f"{diff.unchanged} unchanged (same status, SQNR within ±{diff.tolerance:g} dB)."]
-    for category, title in CATEGORIES.items():
-        changes = diff.of(category)
-        suffix = f" beyond ±{diff.tolerance:g} dB" if category == "sqnr" else ""
-        lines += ["", f"## {title}{suffix} ({len(changes)})", ""]
-        lines.append(change_table(changes).to_markdown(index=False) if changes else "_none_")
-    return "\n".join(lines) + "\n"
-
-
-def verdict_line(diff: RunDiff) -> str:
-    counts = {d: sum(c.direction == d for c in diff.changes) for d in ("regressed", "improved", "changed")}
-    summary = ", ".join(f"{n} {d}" for d, n in counts.items())
-    if counts["regressed"]:
-        cells = "cell" if counts["regressed"] == 1 else "cells"
-        return f"**{counts['regressed']} {cells} regressed** ({summary}); `qmatrix diff` exits 1."
-    return f"**No regression** ({summary})."
-
-
 def compare_runs(runs: list[Run], tolerance: float = SQNR_TOLERANCE_DB) -> pd.DataFrame:
     """One row per cell, one column per run; ``differs`` marks the rows where the runs disagree."""
-    tables = [run.by_case() for run in runs]
+    found = [run.by_case() for run in runs]
+    names = column_names(runs)
     rows = []
-    for case_id in sorted(set().union(*tables)):
-        records = [table.get(case_id) for table in tables]
+    for case_id in sorted(set().union(*found)):
+        records = [table.get(case_id) for table in found]
         row = {"differs": _differs(records, tolerance), "cell": case_id}
-        row.update({_column(runs, i): outcome(r) for i, r in enumerate(records)})
+        row.update({names[i]: outcome(r) for i, r in enumerate(records)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -198,15 +182,3 @@ def _differs(records: list[dict | None], tolerance: float) -> bool:
     first = records[0]
     return any((first is None) != (other is None) or (first is not None and classify(first, other, tolerance))
                for other in records[1:])
-
-
-def render_compare_markdown(runs: list[Run], table: pd.DataFrame, tolerance: float = SQNR_TOLERANCE_DB) -> str:
-    differing = int(table["differs"].sum()) if len(table) else 0
-    shown = table.assign(differs=table["differs"].map({True: "≠", False: ""})) if len(table) else table
-    return "\n".join([
-        f"# qmatrix compare: {', '.join(_column(runs, i) for i in range(len(runs)))}", "",
-        versions(runs).to_markdown(index=False), "",
-        f"{len(table)} cells; **{differing} differ** between the runs (marked ≠: another status or stage, "
-        f"SQNR apart by more than {tolerance:g} dB, or absent from a run: ·).", "",
-        shown.to_markdown(index=False) if len(table) else "_no cells_",
-    ]) + "\n"

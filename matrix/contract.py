@@ -1,0 +1,123 @@
+"""The contract modes and backends are written against: what they are handed of a cell
+(:class:`CellContext`), what a mode returns (:class:`Quantized`) and what a backend returns
+(:class:`Deployed`, with the :class:`Inspection` of its artifact), and what a backend declares
+(:class:`Backend`). It sits below the mode and backend registries and the runner, so none of them
+imports another to reach it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from matrix.cell import missing_packages
+
+if TYPE_CHECKING:
+    from matrix.cases import Case
+    from matrix.cell import StageClock
+    from matrix.qspecs import QSpec
+    from matrix.schemes import Scheme
+    from models import ModelData, ModelSpec
+
+
+@dataclass
+class CellContext:
+    """What a mode and a backend see of the cell they work on."""
+
+    case: Case
+    spec: ModelSpec
+    scheme: Scheme
+    qspec: QSpec
+    backend: Backend
+    float_model: nn.Module
+    data: ModelData
+    clock: StageClock
+    artifacts: Path | None = None  # where a backend keeps what it deployed, when asked
+    handoff: dict = field(default_factory=dict)  # what a mode leaves for the backend's deploy
+
+
+@dataclass
+class Quantized:
+    """A mode's result: the model the backend deploys and the mode's fake-quant simulation."""
+
+    model: nn.Module
+    simulation: nn.Module
+    simulation_kind: str
+    # The float model in the format of ``model`` when that is not a PyTorch model (a .tflite,
+    # an OpenVINO model), made on demand: first-divergence compares their layers.
+    float_artifact: Callable[[], nn.Module] | None = None
+
+
+@dataclass
+class Inspection:
+    """Compute ops of a deployed artifact, by name, split into quantized and float."""
+
+    quantized: Counter[str] = field(default_factory=Counter)
+    floating: Counter[str] = field(default_factory=Counter)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quantized_ops(self) -> int:
+        return sum(self.quantized.values())
+
+    @property
+    def float_ops(self) -> int:
+        return sum(self.floating.values())
+
+
+@dataclass
+class Deployed:
+    run: Callable[..., torch.Tensor]
+    inspection: Inspection
+    # The mode's model itself when that is what runs (PyTorch's own engines): first
+    # divergence then looks inside what was deployed, not at a model standing in for it.
+    model: torch.nn.Module | None = None
+
+
+# The family of PyTorch's own quantized engines: the converted module runs as it is.
+NATIVE = "torch_native"
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    # What the deployed artifact is: "torch_native", "torch_compile", "onnx", "tflite", "executorch",
+    # "openvino". Modes that produce one format (ONNX Runtime's quantizer, say) reach its family.
+    family: str
+    description: str
+    deploy: Callable[[CellContext, torch.nn.Module], Deployed]
+    # Import name -> pip distribution of what the backend runs on, and the extra that installs it:
+    # a missing one makes its cells unavailable, and every one is recorded in a run's env.json.
+    packages: dict[str, str] = field(default_factory=dict)
+    extra: str | None = None
+    # More reasons than a missing package (an engine absent from this torch build, say).
+    unavailable_check: Callable[[], str | None] = lambda: None
+    activate: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    # The quantized engine whose qconfigs and BackendConfig eager and FX use for this backend:
+    # a backend with one takes eager and FX models.
+    engine: str | None = None
+    # Deploys FX's reference (Q/DQ) model rather than convert_fx's quantized kernels.
+    takes_fx_reference: bool = False
+    # The backend's PT2E quantizer for (scheme, qspec): a backend with one takes PT2E models.
+    pt2e_quantizer: Callable[[str, str], Any] | None = None
+    # Which qspec knobs that quantizer's config expresses: "all" (the knobs of matrix/qconfigs.py),
+    # "granularity" (weights per tensor or per channel only), or None.
+    pt2e_knobs: str | None = None
+    # What the backend's deploy needs to know of the PT2E quantizer (CellContext.handoff).
+    pt2e_handoff: Callable[[Any], dict[str, Any]] | None = None
+    # convert_pt2e(fold_quantize=...): False keeps weights as quantize ops, as litert-torch needs.
+    pt2e_fold_quantize: bool = True
+
+    @property
+    def native(self) -> bool:
+        """One of PyTorch's quantized engines, running the converted module itself."""
+        return self.family == NATIVE
+
+    def unavailable_reason(self) -> str | None:
+        return missing_packages(self.packages, self.extra or self.name) or self.unavailable_check()

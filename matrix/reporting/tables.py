@@ -1,0 +1,414 @@
+"""The report's tables, built once as values from a run's records: axis names, counts, numbers,
+and the :mod:`matrix.reporting.values` types; no glyph and no markup. The Markdown and HTML
+renderers show the same tables."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from matrix.reporting.values import NO_PATH, Chip, Chips, Tally, db, missing, ordered, reproduce, short
+from matrix.vocabulary import AXES, FAILED, NOT_APPLICABLE, QUANTIZED, SURPRISES, Verdict
+
+TEXT_COLUMNS = ("model", "kind", "mode", "scheme", "qspec", "backend", "stage", "error_type", "error_message",
+                "reason", "verdict", "nodeid", "divergence")
+METRIC_COLUMNS = ("sqnr_db", "sqnr_sim_db", "lsb_err_vs_sim", "top1_agree", "accuracy", "float_accuracy")
+DEFAULT_QSPEC = "default"
+# Qspecs of the guide's "QAT model made deployable" paths shown with the conversion paths.
+QAT_DEPLOY_PATHS = ("observed", "observed_bn_folded", "observed_torchscript", "observed_bn_folded_torchscript")
+# The verdicts in words, for the tables that name them.
+VERDICT_TEXT = {Verdict.AS_EXPECTED.value: "as expected", Verdict.KNOWN.value: "as expected (known)",
+                Verdict.BETTER.value: "better than expected", Verdict.WORSE.value: "worse than expected",
+                Verdict.BROKEN.value: "broken case or harness", Verdict.UNAVAILABLE.value: "unavailable"}
+# The same in a word, for the table of all cells.
+VERDICT_WORD = {Verdict.AS_EXPECTED.value: "as expected", Verdict.KNOWN.value: "known",
+                Verdict.BETTER.value: "better", Verdict.WORSE.value: "worse", Verdict.BROKEN.value: "broken",
+                Verdict.UNAVAILABLE.value: "unavailable"}
+MEANINGS = {
+    "pass": "every stage ran, quantized ops in the deployed artifact, error within the thresholds",
+    "inaccurate": "ran and quantized, but an error metric is over its threshold",
+    "not_quantized": "ran end to end, but the deployed artifact holds no quantized compute op",
+    "fail": "an exception at a named stage",
+    "crash": "the process running the cell died",
+    "timeout": "the cell ran past its time limit",
+    "unavailable": "this environment lacks a package, version or API the cell needs",
+    "error": "the case or the harness is broken; not a finding about the backend",
+}
+# Column order of the operator table within a backend; schemes not listed follow in order of appearance.
+SCHEME_ORDER = ["ptq_static", "ptq_dynamic", "qat", "weight_only", "fp16"]
+# The output scale and zero point PyTorch fixes for the fixed-qparams ops, by op and output dtype:
+# default_fixed_qparams_range_0to1_observer and default_fixed_qparams_range_neg1to1_observer
+# (torch/ao/quantization/observer.py), mapped to the ops by _FIXED_QPARAMS_OP_TO_OBSERVER
+# (torch/ao/quantization/qconfig_mapping.py); the qint8 forms are the quantized kernels' own.
+FIXED_OUTPUT_QPARAMS = {
+    ("sigmoid", "quint8"): (1 / 256, 0), ("hardsigmoid", "quint8"): (1 / 256, 0),
+    ("softmax", "quint8"): (1 / 256, 0), ("_softmax", "quint8"): (1 / 256, 0), ("tanh", "quint8"): (2 / 256, 128),
+    ("sigmoid", "qint8"): (1 / 256, -128), ("hardsigmoid", "qint8"): (1 / 256, -128),
+    ("softmax", "qint8"): (1 / 256, -128), ("_softmax", "qint8"): (1 / 256, -128), ("tanh", "qint8"): (2 / 256, 0),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run's records as a frame, in case-id order, and the order of each axis's values."""
+
+    df: pd.DataFrame
+    order: dict[str, list[str]]
+
+    def axis(self, axis: str, values: pd.Series | None = None) -> list[str]:
+        """The values of ``axis`` present (in ``values``, default the whole run), in the run's order."""
+        return ordered(self.df[axis] if values is None else values, self.order.get(axis))
+
+
+def load(env: dict, records: list[dict]) -> Run:
+    """The run's frame; axis values follow the registry order the run recorded in env.json
+    (``axes``). A run written before runs recorded it takes the backend order of this checkout's
+    registry (which imports torch, once), and every other axis the order its records name them in."""
+    order = {axis: list(values) for axis, values in (env.get("axes") or {}).items()}
+    if "backend" not in order:
+        from matrix.backends import BACKENDS
+
+        order["backend"] = list(BACKENDS)
+    for axis in AXES:
+        order.setdefault(axis, ordered(r.get(axis) for r in records))
+    return Run(frame(records), order)
+
+
+def frame(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        metrics = r.get("metrics") or {}
+        rows.append({
+            "case_id": r["case_id"], **{axis: r.get(axis) for axis in AXES},
+            "status": r["status"], "stage": r.get("stage"), "error_type": r.get("error_type"),
+            "error_message": r.get("error_message"), "reason": r.get("reason"),
+            "verdict": r.get("verdict"), "nodeid": r.get("nodeid"),
+            "divergence": divergence_summary(r.get("divergence")),
+            "documented": r.get("documented"), "expected": r.get("expected"),
+            "limits": r.get("limits"),
+            "quantized_ops": r.get("quantized_ops"), "float_ops": r.get("float_ops"),
+            "seconds": round(sum((r.get("timings") or {}).values()), 2),
+            **{k: metrics.get(k) for k in METRIC_COLUMNS},
+        })
+    columns = ["case_id", *AXES, "status", "stage", "error_type", "error_message", "reason", "verdict", "nodeid",
+               "divergence", "documented", "expected", "limits", "quantized_ops", "float_ops", "seconds",
+               *METRIC_COLUMNS]
+    df = pd.DataFrame(rows, columns=columns).sort_values("case_id", kind="stable").reset_index(drop=True)
+    # pandas turns a missing text into NaN, which is truthy and prints as "nan": keep it None.
+    text = [c for c in TEXT_COLUMNS if c in df]
+    df[text] = df[text].astype(object).where(df[text].notna(), None)
+    return df
+
+
+def divergence_summary(divergence: dict | None) -> str | None:
+    """One line on where a cell's quantized model first left the float model."""
+    if not divergence:
+        return None
+    return divergence.get("summary") or f"not localized: {divergence.get('error')}"
+
+
+def chip(row: pd.Series) -> Chip:
+    """A cell's outcome in a support table: its SQNR when it ran, else the stage where it failed."""
+    if row["status"] in (*QUANTIZED, "not_quantized") and not missing(row["sqnr_db"]):
+        return Chip(row["status"], db(row["sqnr_db"]))
+    return Chip(row["status"], row["stage"] or "")
+
+
+def observed(row: pd.Series) -> Chip:
+    """A cell's status by name, with where and how it failed, or why it did not pass."""
+    if row["stage"]:
+        return Chip(row["status"], f"at {row['stage']}: {row['error_type']}: {short(row['error_message'])}", True)
+    if row["reason"]:
+        return Chip(row["status"], f"({short(row['reason'])})", True)
+    return Chip(row["status"], "", True)
+
+
+def status_counts(df: pd.DataFrame) -> tuple[Tally, int]:
+    """The run's statuses as a tally, and how many cells are applicable."""
+    tally = Tally.of(df["status"])
+    return tally, tally.applicable
+
+
+def _by_backend(run: Run, df: pd.DataFrame, keys: list[str], cell) -> pd.DataFrame:
+    """One row per group of ``keys``, one column per backend present in ``df``: ``cell(cells)`` or NO_PATH."""
+    backends = run.axis("backend", df["backend"])
+    rows = []
+    for values, group in df.groupby(keys, sort=False):
+        row = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        for backend in backends:
+            cells = group[group["backend"] == backend]
+            row[backend] = cell(cells) if len(cells) else NO_PATH
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*keys, *backends])
+
+
+def mode_support(run: Run) -> pd.DataFrame:
+    """Mode and scheme rows, backend columns: rated tallies over every model of the run."""
+    return _by_backend(run, run.df, ["mode", "scheme"], lambda cells: Tally.of(cells["status"], rated=True))
+
+
+def qspec_support(run: Run) -> pd.DataFrame:
+    """Knob rows (qspec and mode), backend columns: which knobs of a quantization config each
+    backend takes. Only qspecs other than ``default``; the default row of each mode beside them
+    as the baseline, over the same models."""
+    df = run.df
+    varied = df[df["qspec"] != DEFAULT_QSPEC]
+    if not len(varied):
+        return pd.DataFrame()
+    scope = df[df["model"].isin(set(varied["model"])) & df["mode"].isin(set(varied["mode"]))]
+    scope = scope[scope["mode"] != "conversion"]
+    table = _by_backend(run, scope, ["qspec", "mode"], lambda cells: Tally.of(cells["status"], rated=True))
+    if not len(table):
+        return table
+    return table.sort_values(["qspec"], key=lambda c: c.map(lambda q: (q != DEFAULT_QSPEC, q)), kind="stable") \
+        .reset_index(drop=True)
+
+
+def conversion_paths(run: Run) -> pd.DataFrame:
+    """One row per conversion path (and the QAT deploy variants), scheme and backend; a column per
+    reference model (operators left out) with the cell's status and SQNR, or the stage where the path broke."""
+    df = run.df
+    picked = df[((df["mode"] == "conversion") | df["qspec"].isin(QAT_DEPLOY_PATHS)) & (df["kind"] == "model")]
+    if not len(picked):
+        return pd.DataFrame()
+    models = ordered(picked["model"])
+    rows = []
+    for (qspec, scheme, backend), group in picked.groupby(["qspec", "scheme", "backend"], sort=False):
+        row = {"path": qspec, "scheme": scheme, "backend": backend}
+        for model in models:
+            cells = group[group["model"] == model]
+            row[model] = Chips(tuple(chip(r) for _, r in cells.iterrows())) if len(cells) else NO_PATH
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_model(run: Run) -> pd.DataFrame:
+    return _by_backend(run, run.df, ["model", "mode", "scheme"],
+                       lambda cells: Chips(tuple(chip(r) for _, r in cells.iterrows())))
+
+
+def documented_vs_observed(run: Run) -> pd.DataFrame:
+    """Every cell where the backend docs' claim and the observed status disagree."""
+    rows = []
+    for _, r in run.df.iterrows():
+        claim = r["documented"]
+        if isinstance(claim, dict) and claim.get("status") != r["status"] and r["status"] not in NOT_APPLICABLE:
+            rows.append({"cell": r["case_id"], "docs say": f"{claim['status']}: {claim['claim']}",
+                         "observed": observed(r), "source": claim["source"]})
+    return pd.DataFrame(rows)
+
+
+def known_outcomes(run: Run) -> pd.DataFrame:
+    """Accepted non-pass outcomes grouped by their expectation: the cells and what they showed."""
+    rows = []
+    for _, r in run.df.iterrows():
+        expected = r["expected"] if isinstance(r["expected"], dict) else {}
+        if expected.get("status", "pass") != "pass":
+            rows.append({"expected": expected["status"], "reason": short(expected.get("reason"), 400),
+                         "source": expected.get("source"), "cell": r["case_id"], "observed": r["status"]})
+    if not rows:
+        return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    grouped = table.groupby(["expected", "reason", "source"], sort=False).agg(
+        cells=("cell", lambda c: ", ".join(c)), observed=("observed", lambda s: Tally.of(s)))
+    return grouped.reset_index()[["expected", "observed", "reason", "source", "cells"]]
+
+
+def surprises(run: Run) -> pd.DataFrame:
+    """Cells worse or better than expected, and broken cases, with the command that reruns each."""
+    picked = run.df[run.df["verdict"].isin(SURPRISES)]
+    rows = [{"cell": r["case_id"], "verdict": VERDICT_TEXT[r["verdict"]],
+             "expected": (r["expected"] or {}).get("status", "pass"), "observed": observed(r),
+             "reproduce": reproduce(r["nodeid"])} for _, r in picked.iterrows()]
+    return pd.DataFrame(rows)
+
+
+def details(run: Run) -> pd.DataFrame:
+    """Every cell: status, stage, error, metrics, op counts, seconds, first divergence."""
+    def number(value: object, digits: int = 2) -> str:
+        return "" if missing(value) else f"{value:.{digits}f}"
+
+    rows = []
+    for _, r in run.df.iterrows():
+        rows.append({
+            "cell": r["case_id"], "status": Chip(r["status"], word=True),
+            "stage": r["stage"] or "", "error / reason": short(
+                f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"]),
+            "sqnr dB": "" if missing(r["sqnr_db"]) else db(r["sqnr_db"]),
+            "sim dB": "" if missing(r["sqnr_sim_db"]) else db(r["sqnr_sim_db"]),
+            "lsb vs sim": number(r["lsb_err_vs_sim"]), "top1": number(r["top1_agree"]),
+            "acc": number(r["accuracy"], 3), "q ops": "" if missing(r["quantized_ops"]) else int(r["quantized_ops"]),
+            "float ops": "" if missing(r["float_ops"]) else int(r["float_ops"]), "s": r["seconds"],
+            "first divergence": r["divergence"] or "",
+            "reproduce": reproduce(r["nodeid"]) if r["status"] in FAILED else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def operator_support(run: Run) -> pd.DataFrame:
+    """PyTorch's operator support table, generated from the run: operator rows grouped by mode, backend ×
+    scheme columns, each cell the statuses of its cells (one per qspec); ``NO_PATH`` where no code path
+    exists. ``passing`` counts the row's passing cells over its applicable ones. Only operator cells."""
+    df = run.df
+    operators = df[df["kind"] == "operator"]
+    if not len(operators):
+        return pd.DataFrame()
+    schemes = ordered(operators["scheme"], SCHEME_ORDER)
+    columns = [(backend, scheme) for backend in run.axis("backend", operators["backend"]) for scheme in schemes
+               if ((operators["backend"] == backend) & (operators["scheme"] == scheme)).any()]
+    rows = []
+    for (mode, operator), group in operators.groupby(["mode", "model"], sort=False):
+        row = {"mode": mode, "operator": operator}
+        for backend, scheme in columns:
+            statuses = group[(group["backend"] == backend) & (group["scheme"] == scheme)]["status"]
+            row[f"{backend} {scheme}"] = Chips(tuple(Chip(s) for s in statuses)) if len(statuses) else NO_PATH
+        row["passing"] = Tally.of(group["status"])
+        rows.append(row)
+    modes = ordered(operators["mode"])
+    return pd.DataFrame(rows).sort_values("mode", key=lambda m: m.map(modes.index), kind="stable")
+
+
+def operator_outcomes(run: Run) -> pd.DataFrame:
+    """Operator cells that did not pass, with the stage and error (or the reason) and whether that was
+    expected; backends whose cells ended the same way share a row."""
+    df = run.df
+    picked = df[(df["kind"] == "operator") & (df["status"] != "pass")]
+    rows = []
+    for _, r in picked.iterrows():
+        said = f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"]
+        rows.append({"operator": r["model"], "mode": r["mode"], "scheme": r["scheme"], "outcome": r["status"],
+                     "backend": r["backend"], "stage": r["stage"] or "", "error / reason": short(said),
+                     "verdict": VERDICT_TEXT.get(r["verdict"], r["verdict"] or ""),
+                     "known because": _known_reason(r)})
+    if not rows:
+        return pd.DataFrame(rows)
+    keys = ["operator", "mode", "scheme", "outcome", "stage", "error / reason", "verdict", "known because"]
+    table = pd.DataFrame(rows).groupby(keys, sort=False)["backend"].agg(
+        lambda backends: ", ".join(run.axis("backend", backends))).reset_index()
+    table["outcome"] = [Chip(s, word=True) for s in table["outcome"]]
+    return table[["operator", "mode", "scheme", "outcome", "backend", "stage", "error / reason", "verdict",
+                  "known because"]]
+
+
+def _known_reason(r: pd.Series) -> str:
+    """The reason of the expectation a cell met, shortened; empty for a cell that did not meet one."""
+    expected = r["expected"] if isinstance(r["expected"], dict) else {}
+    met = expected.get("status") == r["status"] and r["verdict"] == Verdict.KNOWN.value
+    return short(expected.get("reason"), 200) if met else ""
+
+
+def fixed_qparams(run: Run, records: list[dict]) -> pd.DataFrame:
+    """The output scale and zero point that fixed-qparams ops (sigmoid, hardsigmoid, softmax, tanh) ran
+    with, as each cell's inspection recorded them, against the values PyTorch fixes for them. Cells of one
+    model that saw the same op with the same qparams share a row."""
+    groups: dict[tuple, list[dict]] = {}
+    for record in sorted(records, key=lambda r: r["case_id"]):
+        seen = (record.get("inspection_notes") or {}).get("output_qparams") or {}
+        for op, qparams in seen.items():
+            for scale, zero_point, dtype in qparams:
+                if (op.split(".")[-1], dtype) in FIXED_OUTPUT_QPARAMS:
+                    groups.setdefault((record["model"], op, dtype, scale, zero_point), []).append(record)
+    rows = []
+    for (model, op, dtype, scale, zero_point), cells in groups.items():
+        fixed = FIXED_OUTPUT_QPARAMS[(op.split(".")[-1], dtype)]
+        agrees = abs(scale - fixed[0]) <= 1e-6 * fixed[0] and zero_point == fixed[1]
+        rows.append({"model": model, "op": op, "dtype": dtype, "output scale": f"{scale:.8g}",
+                     "zero point": zero_point, "fixed": f"{fixed[0]:.8g}, {fixed[1]}",
+                     "check": Chip("pass", "fixed") if agrees else Chip("fail", "differs"),
+                     "cells": _cells_by_mode(run, cells)})
+    return pd.DataFrame(rows)
+
+
+def _cells_by_mode(run: Run, records: list[dict]) -> str:
+    """``eager ptq_static: fbgemm, x86; fx qat: onednn`` for a list of cell records."""
+    backends: dict[str, list[str]] = {}
+    for record in records:
+        backends.setdefault(f"{record['mode']} {record['scheme']}", []).append(record["backend"])
+    return "; ".join(f"{where}: {', '.join(run.axis('backend', pd.Series(names)))}"
+                     for where, names in backends.items())
+
+
+def normalize_message(message: object, limit: int = 500) -> str:
+    """An error's first line with addresses and numbers masked, so cells that fail the same way group together."""
+    text = "" if missing(message) else str(message)
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    text = re.sub(r"0x[0-9a-fA-F]+", "0x…", text)
+    text = re.sub(r"(?<![\w.])-?\d+(\.\d+)?(e-?\d+)?(?![\w])", "N", text)
+    text = re.sub(r"\s+", " ", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class FailureGroup:
+    """Failed cells that share a signature: stage, exception type and normalized message."""
+
+    stage: str
+    error_type: str
+    message: str
+    cells: pd.DataFrame
+
+    @property
+    def signature(self) -> str:
+        return f"{self.stage}: {self.error_type}: {self.message}"
+
+
+def failure_groups(run: Run) -> list[FailureGroup]:
+    """Every failed cell (fail, crash, timeout, error) in groups by signature, largest first."""
+    failed = run.df[run.df["status"].isin(FAILED)]
+    keys = failed.apply(lambda r: (r["stage"] or "", r["error_type"] or r["status"],
+                                   normalize_message(r["error_message"] or r["reason"])), axis=1)
+    groups = [FailureGroup(*key, failed[keys == key]) for key in dict.fromkeys(keys)] if len(failed) else []
+    return sorted(groups, key=lambda g: (-len(g.cells), g.signature))
+
+
+def error_split(run: Run) -> pd.DataFrame:
+    """Quantized cells with the recipe's own error beside the backend's: what each side costs.
+
+    ``sqnr_sim_db`` is the mode's fake-quant simulation against float (the recipe); ``lsb_err_vs_sim`` is the
+    deployed output's largest distance from that simulation in output quantization steps (the backend).
+    ``over`` names the side over the limits the cell was judged by (kept in its record).
+    """
+    df = run.df
+    quantized = df[df["status"].isin(QUANTIZED) & df["sqnr_sim_db"].notna()]
+    table = quantized[["case_id", "status", "sqnr_db", "sqnr_sim_db", "lsb_err_vs_sim", "nodeid"]].copy()
+    table["over"] = [_over(r, r["limits"]) for _, r in quantized.iterrows()]
+    return table
+
+
+def _over(row: pd.Series, limit: object) -> str:
+    if not isinstance(limit, dict):
+        return ""
+    sides = []
+    if not missing(row["sqnr_sim_db"]) and row["sqnr_sim_db"] < limit.get("min_sqnr_db", float("-inf")):
+        sides.append("recipe")
+    if not missing(row["lsb_err_vs_sim"]) and row["lsb_err_vs_sim"] > limit.get("max_lsb_err_vs_sim", float("inf")):
+        sides.append("backend")
+    return " and ".join(sides)
+
+
+def environment_rows(env: dict) -> list[tuple[str, str]]:
+    """The run's environment as (field, text) pairs, packages as recorded in its env.json."""
+    versions = env.get("versions") or {}
+    return [
+        ("date", env.get("date") or "?"), ("suite commit", env.get("suite_commit") or "?"),
+        ("python", env.get("python") or "?"), ("platform", env.get("platform") or "?"),
+        ("CPU", f"{env.get('cpu', '?')} ({env.get('cores', '?')} cores"
+                + (f"; {' '.join(env['cpu_flags'])})" if env.get("cpu_flags") else ")")),
+        ("quantized engines", ", ".join(env.get("quantized_engines") or [])),
+        ("packages", ", ".join(f"{p} {v}" for p, v in versions.items() if v)),
+        ("not installed", ", ".join(p for p, v in versions.items() if not v) or "none"),
+        ("command", env.get("command") or "?"),
+    ]
+
+
+def merge_sources(env: dict) -> list[str]:
+    """Where a merged run came from, one line each."""
+    return [f"{s['run']} ({s.get('label') or s.get('date') or '?'}): {s['cells']} cells"
+            for s in env.get("merged_from") or []]
+
+
+def group_names(values: Iterable[str]) -> str:
+    return ", ".join(values)
