@@ -187,3 +187,24 @@ def test_malformed_cpu_and_metric_keys_name_the_entry(tmp_path, text, message):
     with pytest.raises(ExpectationError, match=message) as caught:
         Expectations.load(path)
     assert "#1" in str(caught.value)
+
+
+def test_a_cause_that_may_strike_bears_only_on_cells_otherwise_expected_to_pass(tmp_path):
+    path = tmp_path / "expectations.toml"
+    path.write_text(CPU_ENTRY + """
+[[claim]]
+cases = ["op_lstm-*"]
+status = "not_quantized"
+claim = "nn.LSTM: static N"
+source = "docs"
+
+[[claim]]
+cases = ["op_linear-*"]
+status = "pass"
+claim = "nn.Linear: static Y"
+source = "docs"
+""")
+    found = Expectations(Expectations.load(path).entries, path, cpu=frozenset({"avx2"}))
+    assert found.lookup("op_lstm-fx-ptq_static-inductor", True).status == "not_quantized"
+    linear = found.lookup("op_linear-fx-ptq_static-inductor", True)
+    assert (linear.status, linear.claim.status) == ("inaccurate", "pass")

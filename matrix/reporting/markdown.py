@@ -51,6 +51,12 @@ def code(text: str) -> str:
     return f"{fence}{padded.replace('|', chr(92) + '|').replace(chr(10), ' ')}{fence}"
 
 
+def fenced(text: str) -> str:
+    """A block of text shown as written: its fence is longer than any run of backticks in it."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return f"{fence}text\n{text}\n{fence}"
+
+
 def tally(value: Tally) -> str:
     counts = value.counts
     if value.applicable == 0:
@@ -171,7 +177,7 @@ def failures(run: tables.Run) -> str:
         cells = pd.DataFrame([{"cell": r["case_id"], "status": Chip(r["status"], word=True),
                                "reproduce": tables.reproduce(r["nodeid"])} for _, r in group.cells.iterrows()])
         gist = escape(short(group.message, 90))
-        whole = f"```text\n{group.message.replace('`', 'ˋ')}\n```\n\n" if len(group.message) > 90 else ""
+        whole = fenced(group.message) + "\n\n" if len(group.message) > 90 else ""
         parts.append(f"### {number}. {len(group.cells)} × {escape(group.stage or '(no stage)')}: "
                      f"{escape(group.error_type)}: {gist}\n\n{whole}" + table(cells))
     return "\n\n".join(parts)
