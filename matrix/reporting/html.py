@@ -22,7 +22,7 @@ from matrix.reporting.compare import RunDiff
 from matrix.reporting.tables import MEANINGS, VERDICT_TEXT, VERDICT_WORD
 from matrix.reporting.values import Chip, Chips, Command, NoPath, Tally, db, missing, reproduce, short
 from matrix.runs import Run as RunFolder
-from matrix.vocabulary import AXES, NOT_APPLICABLE, STATUSES, VERDICTS
+from matrix.vocabulary import AXES, NOT_APPLICABLE, QUANTIZED, STATUSES, VERDICTS
 
 ASSETS = Path(__file__).resolve().parent.parent / "html_assets"
 # Symbols that common text fonts carry (the Markdown report's emoji need an emoji font).
@@ -168,20 +168,16 @@ def _section(anchor: str, title: str, intro: str, body: str) -> str:
 
 def mode_support(run: tables.Run) -> str:
     """The mode-support table, each count a live tally of its cells (the filters recount it)."""
-    backends = run.axis("backend")
+    support = tables.mode_support(run)
     rows = []
-    for (mode, scheme), group in run.df.groupby(["mode", "scheme"], sort=False):
-        tds = []
-        for backend in backends:
-            cells = group[group["backend"] == backend]
-            if not len(cells):
-                tds.append(td(NoPath()))
-                continue
-            tds.append(f'<td class="tally" data-cells="{_indices(cells)}" data-mode="{_e(mode)}" '
-                       f'data-scheme="{_e(scheme)}" data-backend="{_e(backend)}" title="list these cells">'
-                       f"{tally_html(Tally.of(cells['status']))}</td>")
+    for _, row in support.iterrows():
+        mode, scheme = row["mode"], row["scheme"]
+        tds = [td(value) if isinstance(value, NoPath) else
+               f'<td class="tally" data-cells="{" ".join(map(str, value.cells))}" data-mode="{_e(mode)}" '
+               f'data-scheme="{_e(scheme)}" data-backend="{_e(backend)}" title="list these cells">'
+               f"{tally_html(value)}</td>" for backend, value in row.iloc[2:].items()]
         rows.append(f"<tr><td>{_e(mode)}</td><td>{_e(scheme)}</td>{''.join(tds)}</tr>")
-    head = _th(["mode", "scheme", *backends])
+    head = _th(list(support.columns))
     body = f'<table class="sortable support">{head}<tbody>{"".join(rows)}</tbody></table>'
     return _section("mode-support", "Mode support",
                     "Mode and scheme rows, backend columns. A count is passing cells over applicable ones "
@@ -203,31 +199,27 @@ def frame_table(table: pd.DataFrame) -> str:
            "</table></div>"
 
 
-def _chip(i: int, row: pd.Series) -> str:
-    status = row["status"]
-    if status in ("pass", "inaccurate") and not missing(row["sqnr_db"]):
-        shown = f"{db(row['sqnr_db'])} dB"
-    elif status == "not_quantized":
-        shown = "float"
-    else:
-        shown = row["stage"] or status
+def _chip(value: Chip, run: tables.Run) -> str:
+    """A cell's chip in the per-model table: its SQNR, ``float`` when nothing was quantized, or the stage."""
+    row = run.df.loc[value.cell]
+    status = value.status
+    shown = "float" if status == "not_quantized" else f"{value.note} dB" if status in QUANTIZED and not \
+        missing(row["sqnr_db"]) else value.note or status
     hint = f"{row['case_id']}: {status}" + (f" at {row['stage']}: {row['error_type']}" if row["stage"] else "")
-    return f'<span class="chip s-{_e(status)}" data-i="{i}" title="{_e(hint)}">{_sym(status)} {_e(shown)}</span>'
+    return f'<span class="chip s-{_e(status)}" data-i="{value.cell}" title="{_e(hint)}">{_sym(status)} ' \
+           f"{_e(shown)}</span>"
 
 
 def per_model(run: tables.Run) -> str:
-    backends = run.axis("backend")
+    support = tables.per_model(run)
     rows = []
-    for (model, kind, mode, scheme), group in run.df.groupby(["model", "kind", "mode", "scheme"], sort=False):
-        tds = []
-        for backend in backends:
-            cells = group[group["backend"] == backend]
-            chips = " ".join(_chip(i, r) for i, r in cells.iterrows())
-            tds.append(f"<td>{chips}</td>" if chips else '<td class="nopath">·</td>')
-        rows.append(f'<tr data-cells="{_indices(group)}"><td>{_e(model)}</td><td>{_e(kind)}</td><td>{_e(mode)}</td>'
-                    f"<td>{_e(scheme)}</td>{''.join(tds)}</tr>")
-    columns = ["model", "kind", "mode", "scheme", *backends]
-    body = f'<table class="sortable filterable">{_th(columns)}<tbody>{"".join(rows)}</tbody></table>'
+    for _, row in support.iterrows():
+        cells = [c.cell for value in row.iloc[4:] if isinstance(value, Chips) for c in value.chips]
+        tds = "".join(td(value) if isinstance(value, NoPath) else
+                      f"<td>{' '.join(_chip(c, run) for c in value.chips)}</td>" for value in row.iloc[4:])
+        rows.append(f'<tr data-cells="{" ".join(map(str, sorted(cells)))}">'
+                    + "".join(f"<td>{_e(v)}</td>" for v in row.iloc[:4]) + f"{tds}</tr>")
+    body = f'<table class="sortable filterable">{_th(list(support.columns))}<tbody>{"".join(rows)}</tbody></table>'
     return _section("per-model", "Per model",
                     "One row per model, mode and scheme; a chip per cell with the SQNR of the deployed output "
                     "against float (∞: identical outputs), <i>float</i> when nothing was quantized, or the stage "

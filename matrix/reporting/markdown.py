@@ -10,7 +10,7 @@ import pandas as pd
 
 from matrix.reporting import compare, tables
 from matrix.reporting.compare import RunDiff
-from matrix.reporting.values import Chip, Chips, Command, NoPath, Tally, db, short
+from matrix.reporting.values import Chip, Chips, Command, NoPath, Tally, db, reproduce, short
 from matrix.runs import Run as RunFolder
 from matrix.vocabulary import NOT_APPLICABLE, STATUSES, VERDICTS
 
@@ -175,7 +175,7 @@ def failures(run: tables.Run) -> str:
              "A signature is the stage, the exception type and the message with numbers and addresses masked."]
     for number, group in enumerate(groups, 1):
         cells = pd.DataFrame([{"cell": r["case_id"], "status": Chip(r["status"], word=True),
-                               "reproduce": tables.reproduce(r["nodeid"])} for _, r in group.cells.iterrows()])
+                               "reproduce": reproduce(r["nodeid"])} for _, r in group.cells.iterrows()])
         gist = escape(short(group.message, 90))
         whole = fenced(group.message) + "\n\n" if len(group.message) > 90 else ""
         parts.append(f"### {number}. {len(group.cells)} × {escape(group.stage or '(no stage)')}: "
@@ -221,7 +221,7 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         environment_section(env, run),
         "## Mode support\n\nMode and scheme rows, backend columns, over every model of the run; a count "
         "links to the per-model table.\n\n" + table(support),
-        "## Per model\n\n" + table(tables.per_model(run)),
+        "## Per model\n\n" + table(tables.per_model(run).drop(columns="kind")),
         "## Qspec support\n\nOne row per qspec (knob of a quantization config) and mode, backend columns, over "
         "the models the knobs are crossed with; `default` rows are the baseline.\n\n"
         + table(tables.qspec_support(run)),

@@ -5,7 +5,6 @@ renderers show the same tables."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -110,11 +109,11 @@ def divergence_summary(divergence: dict | None) -> str | None:
     return divergence.get("summary") or f"not localized: {divergence.get('error')}"
 
 
-def chip(row: pd.Series) -> Chip:
+def chip(row: pd.Series, cell: int | None = None) -> Chip:
     """A cell's outcome in a support table: its SQNR when it ran, else the stage where it failed."""
     if row["status"] in (*QUANTIZED, "not_quantized") and not missing(row["sqnr_db"]):
-        return Chip(row["status"], db(row["sqnr_db"]))
-    return Chip(row["status"], row["stage"] or "")
+        return Chip(row["status"], db(row["sqnr_db"]), cell=cell)
+    return Chip(row["status"], row["stage"] or "", cell=cell)
 
 
 def observed(row: pd.Series) -> Chip:
@@ -124,12 +123,6 @@ def observed(row: pd.Series) -> Chip:
     if row["reason"]:
         return Chip(row["status"], f"({short(row['reason'])})", True)
     return Chip(row["status"], "", True)
-
-
-def status_counts(df: pd.DataFrame) -> tuple[Tally, int]:
-    """The run's statuses as a tally, and how many cells are applicable."""
-    tally = Tally.of(df["status"])
-    return tally, tally.applicable
 
 
 def _by_backend(run: Run, df: pd.DataFrame, keys: list[str], cell) -> pd.DataFrame:
@@ -147,7 +140,8 @@ def _by_backend(run: Run, df: pd.DataFrame, keys: list[str], cell) -> pd.DataFra
 
 def mode_support(run: Run) -> pd.DataFrame:
     """Mode and scheme rows, backend columns: rated tallies over every model of the run."""
-    return _by_backend(run, run.df, ["mode", "scheme"], lambda cells: Tally.of(cells["status"], rated=True))
+    return _by_backend(run, run.df, ["mode", "scheme"],
+                       lambda cells: Tally.of(cells["status"], rated=True, cells=cells.index))
 
 
 def qspec_support(run: Run) -> pd.DataFrame:
@@ -186,8 +180,9 @@ def conversion_paths(run: Run) -> pd.DataFrame:
 
 
 def per_model(run: Run) -> pd.DataFrame:
-    return _by_backend(run, run.df, ["model", "mode", "scheme"],
-                       lambda cells: Chips(tuple(chip(r) for _, r in cells.iterrows())))
+    """Model, kind, mode and scheme rows, backend columns: each cell's outcome, with its row in the frame."""
+    return _by_backend(run, run.df, ["model", "kind", "mode", "scheme"],
+                       lambda cells: Chips(tuple(chip(r, i) for i, r in cells.iterrows())))
 
 
 def documented_vs_observed(run: Run) -> pd.DataFrame:
@@ -409,6 +404,3 @@ def merge_sources(env: dict) -> list[str]:
     return [f"{s['run']} ({s.get('label') or s.get('date') or '?'}): {s['cells']} cells"
             for s in env.get("merged_from") or []]
 
-
-def group_names(values: Iterable[str]) -> str:
-    return ", ".join(values)

@@ -16,15 +16,18 @@ from matrix.vocabulary import NOT_APPLICABLE, STATUSES
 class Tally:
     """The statuses of a group of cells: passing over applicable ones, and how many ended in each
     other status. ``rated`` tallies show the share that passes (the mode-support table's square);
-    ``link`` is an anchor of the report the tally leads to."""
+    ``link`` is an anchor of the report the tally leads to; ``cells`` are the rows of the run's frame
+    it counts (the HTML report recounts them under its filters)."""
 
     statuses: tuple[str, ...]
     rated: bool = False
     link: str | None = None
+    cells: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, statuses: Iterable[str], rated: bool = False, link: str | None = None) -> Tally:
-        return cls(tuple(statuses), rated, link)
+    def of(cls, statuses: Iterable[str], rated: bool = False, link: str | None = None,
+           cells: Iterable[int] = ()) -> Tally:
+        return cls(tuple(statuses), rated, link, tuple(cells))
 
     @property
     def counts(self) -> Counter[str]:
@@ -47,11 +50,12 @@ class Tally:
 @dataclass(frozen=True)
 class Chip:
     """One cell's outcome: its status, shown by symbol (and by name with ``word``), and a note
-    (its SQNR, the stage where it failed, an error)."""
+    (its SQNR, the stage where it failed, an error); ``cell`` is its row in the run's frame."""
 
     status: str
     note: str = ""
     word: bool = False
+    cell: int | None = None
 
 
 @dataclass(frozen=True)
