@@ -229,13 +229,16 @@ def verdict(record: dict, expected: Expectation) -> Judged:
         mismatch = _signature_mismatch(record, expected.entry)
         if mismatch:
             return Judged(Verdict.WORSE, f"{found}; expected {mismatch}")
-        known = Verdict.AS_EXPECTED if observed == Status.PASS.value else Verdict.KNOWN
-        return Judged(known, expected.reason or found)
+        return Judged(_met(observed), expected.reason or found)
     better = RANK.get(observed, -1) > RANK.get(expected.status, -1)
     if better and expected.entry is not None and expected.entry.at_worst:
-        return Judged(Verdict.AS_EXPECTED if observed == Status.PASS.value else Verdict.KNOWN,
-                      f"{found}; at worst {expected.status}: {expected.reason}")
+        return Judged(_met(observed), f"{found}; at worst {expected.status}: {expected.reason}")
     return Judged(Verdict.BETTER if better else Verdict.WORSE, f"expected {expected.status}, observed {found}")
+
+
+def _met(observed: str) -> Verdict:
+    """The verdict of an outcome that meets its expectation: a pass, or a known non-pass."""
+    return Verdict.AS_EXPECTED if observed == Status.PASS.value else Verdict.KNOWN
 
 
 def _describe(record: dict) -> str:

@@ -73,13 +73,13 @@ class Matrix:
 
 
 MATRIX = pytest.StashKey[Matrix]()
+FAULTS = pytest.StashKey[object]()
 
 
 def claimable(case: Case) -> bool:
     """Whether PyTorch's quantization page speaks of a cell: one of PyTorch's own engines, with
     their default qconfig (what its tables are about), so the docs claims of expectations.toml apply."""
     return case.qspec == DEFAULT and BACKENDS[case.backend].native
-FAULTS = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -63,7 +63,7 @@ def environment(argv: list[str], label: str | None = None, threads: int | None =
     """Versions of ``packages`` (read from package metadata, without importing), machine, suite
     commit, and ``axes``: the registry order of each axis, which the report's tables follow."""
     versions = {}
-    for package in dict.fromkeys(packages):
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
