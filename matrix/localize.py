@@ -11,7 +11,7 @@ quantizes). A deployed artifact that is not a PyTorch model (a .tflite, an OpenV
 model) reports its own tensors by name through ``layer_outputs`` and is compared with
 the same model's float artifact. A graph compiled whole (by Inductor, or exported to
 ONNX Runtime) is read from copies compiled with its layers' outputs as extra outputs
-(:class:`CompiledGraph`). Quantization fuses layers (conv, bn and relu become one
+(:class:`matrix.formats.compiled.CompiledGraph`). Quantization fuses layers (conv, bn and relu become one
 module, or the bn is folded away), so a quantized layer is matched with the reference
 layer, from its own name up to the next quantized layer's, whose output it is closest to.
 """
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from matrix.formats.layers import MODEL_OUTPUT, as_tensor
 from matrix.metrics import lsb_error, sqnr_db
 
 # Wrappers the modes put around a float model (eager's QuantWrapper) and the attribute
@@ -38,11 +39,6 @@ WHOLE_MODEL = " (the whole model)"
 GUARD = "_guards_fn"
 # The layer that stands for the ops between the last layer and the model's output.
 OUTPUT_AFTER = "the output, after "
-# The layer of an artifact's op that writes a model output under the output's own name
-# (a .tflite's ``serving_default_output_0``): not a layer of the model, compared whole.
-MODEL_OUTPUT = "<output>"
-# Why a layer exposed as an extra output is not read (``LayerOutputs.unread``).
-CHANGES_OUTPUT = "exposing it changes the model's output"
 
 
 @dataclass(frozen=True)
@@ -119,17 +115,6 @@ class Divergence:
         return f"first leaves its simulation at {self.first} ({self.value:.1f} {unit})"
 
 
-def _tensor(value: object) -> torch.Tensor | None:
-    """The first tensor of a layer's output (an LSTM returns a tuple), dequantized, as float."""
-    if isinstance(value, (tuple, list)):
-        value = next((v for v in value if isinstance(v, torch.Tensor)), None)
-    if not isinstance(value, torch.Tensor):
-        return None
-    if value.is_quantized:
-        value = value.dequantize()
-    return value.detach().float() if value.is_floating_point() else None
-
-
 def hooked_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
     """The output of every submodule, by path, in the order they finished.
 
@@ -140,7 +125,7 @@ def hooked_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[s
 
     def recorder(name: str) -> Callable:
         def hook(module: nn.Module, args: object, output: object) -> None:
-            tensor = _tensor(output)
+            tensor = as_tensor(output)
             if tensor is not None:
                 outputs.pop(name, None)  # a module called twice counts at its last call
                 outputs[name] = tensor
@@ -193,7 +178,7 @@ def _owners(model: torch.fx.GraphModule) -> dict[torch.fx.Node, str]:
     return owners
 
 
-def _last_nodes(model: torch.fx.GraphModule) -> dict[str, torch.fx.Node]:
+def last_nodes(model: torch.fx.GraphModule) -> dict[str, torch.fx.Node]:
     """Each module's last node computing a tensor, by module path, in graph order (read from
     the graph, not run: a node known not to compute a tensor is left out)."""
     last: dict[str, torch.fx.Node] = {}
@@ -214,7 +199,7 @@ def graph_outputs(model: torch.fx.GraphModule, inputs: tuple[torch.Tensor, ...])
     class Recorder(torch.fx.Interpreter):
         def run_node(self, node: torch.fx.Node) -> object:
             value = super().run_node(node)
-            tensor = _tensor(value) if node in owners else None
+            tensor = as_tensor(value) if node in owners else None
             if tensor is not None:
                 outputs.pop(owners[node], None)
                 outputs[owners[node]] = tensor
@@ -255,28 +240,6 @@ def _as_layout_of(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor | Non
     if tensor.dim() == 3 and tensor.transpose(0, 1).shape == shape:
         return tensor.transpose(0, 1)
     return None
-
-
-class LayerOutputs(dict):
-    """An artifact's outputs by ``layer (OP)``, with the names of ops whose output only the
-    same layer's ops read (a partial sum inside a decomposed pooling, say): those are not the
-    layer's output; and the layers that could not be read, with the reason (``unread``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.internal: set[str] = set()
-        self.unread: dict[str, str] = {}
-
-    def put(self, layer: str, op: str, value: torch.Tensor, read_by: set[str]) -> None:
-        """The output of an ``op`` of ``layer``, read by ops of the layers ``read_by`` (none for
-        a model output). A later op of the same layer and kind replaces it, value and all."""
-        name = f"{layer} ({op})"
-        self.pop(name, None)
-        self[name] = value
-        if read_by == {layer}:
-            self.internal.add(name)
-        else:
-            self.internal.discard(name)
 
 
 def by_layer(outputs: Outputs) -> Outputs:
@@ -376,7 +339,7 @@ def localize(reference: nn.Module, quantized_model: nn.Module, inputs: tuple[tor
     if not layers and not set(by_layer(expected)) & set(by_layer(found)):
         layers = aligned(by_layer(expected), by_layer(found), measure)
     with torch.no_grad():
-        whole, quantized = _tensor(reference(*inputs)), _tensor(quantized_model(*inputs))
+        whole, quantized = as_tensor(reference(*inputs)), as_tensor(quantized_model(*inputs))
     whole_value = measure.compute(whole, quantized) \
         if whole is not None and quantized is not None and whole.shape == quantized.shape else None
     if not layers and whole_value is not None:
@@ -394,122 +357,3 @@ def localize(reference: nn.Module, quantized_model: nn.Module, inputs: tuple[tor
                       dict(getattr(found, "unread", {})))
 
 
-class CompiledGraph:
-    """A graph as a backend compiled it whole (Inductor's code, an ONNX Runtime session of its
-    export), with no layer left to read. ``layer_outputs`` compiles a copy of the graph, by the
-    same ``build``, whose outputs are the model's own output and each module's last value;
-    where that value is the dequantization of an int8 tensor, the int8 tensor itself is the
-    output (exposing the float value would keep the backend from fusing the quantized op) and
-    is dequantized here.
-
-    An extra output can change what the backend compiles (it may keep a float value alive
-    that a fused int8 kernel would not produce), so the copy counts only if its own output
-    is still the deployed output; if not, each layer is exposed alone, and a layer whose
-    exposure changes the output is left out.
-    """
-
-    def __init__(self, run: Callable[..., torch.Tensor], model: torch.fx.GraphModule,
-                 build: Callable[[torch.fx.GraphModule], Callable[..., tuple[torch.Tensor, ...]]]) -> None:
-        self.run, self.model, self.build = run, model, build
-
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.run(*inputs)
-
-    def layer_outputs(self, *inputs: torch.Tensor) -> LayerOutputs:
-        expected = self.run(*inputs)
-        layers = {path: _read_point(node) for path, node in _last_nodes(self.model).items()}
-        values, unread = read_exposed(
-            list(layers), lambda paths: self._exposed({path: layers[path] for path in paths}, inputs, expected))
-        found = LayerOutputs()
-        found.update((path, values[path]) for path in layers if path in values)
-        found.unread = unread
-        self._drop_unwritten(found, layers, inputs)
-        return found
-
-    def _drop_unwritten(self, found: LayerOutputs, layers: dict[str, tuple[torch.fx.Node, torch.fx.Node | None]],
-                        inputs: tuple[torch.Tensor, ...]) -> None:
-        """A layer the backend returned as all zeros where the graph run in PyTorch has a nonzero
-        value is not read: a buffer the compiled code never wrote (ExecuTorch's XNNPACK delegate
-        does this), not a layer's output."""
-        with torch.no_grad():
-            _, *values = _exposing(self.model, [node for node, _ in layers.values()])(*inputs)
-        for (path, (_, dequantize)), value in zip(layers.items(), values):
-            if path not in found or found[path].any():
-                continue
-            graph_value = _read_value(value, dequantize)
-            if graph_value is not None and graph_value.any():
-                del found[path]
-                found.unread[path] = "the backend returned zeros where the graph run in PyTorch does not"
-
-    def _exposed(self, layers: dict[str, tuple[torch.fx.Node, torch.fx.Node | None]],
-                 inputs: tuple[torch.Tensor, ...], expected: torch.Tensor) -> Outputs | str:
-        """The values of ``layers`` from a copy that outputs them too, or why there are none: the
-        copy did not compile or run (the error), or its own output is no longer ``expected``."""
-        try:
-            own, *values = self.build(_exposing(self.model, [node for node, _ in layers.values()]))(*inputs)
-        except Exception as exc:  # a copy the backend cannot build is a layer not read, never a finding
-            return f"exposing it failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        if not output_unchanged(own, expected):
-            return CHANGES_OUTPUT
-        found = {}
-        for (path, (_, dequantize)), value in zip(layers.items(), values):
-            tensor = _read_value(value, dequantize)
-            if tensor is not None:
-                found[path] = tensor
-        return found
-
-
-def read_exposed(keys: list, expose: Callable[[list], dict | str]) -> tuple[dict, dict[object, str]]:
-    """(values, the keys left unread and why) of ``keys`` read from a model instrumented to
-    output them: all at once, or, when ``expose`` says why that copy is not trusted, each key
-    alone, leaving out a key whose copy is not trusted either."""
-    values = expose(keys)
-    if not isinstance(values, str):
-        return values, {}
-    values, unread = {}, {}
-    for key in keys:
-        alone = expose([key])
-        if isinstance(alone, str):
-            unread[key] = alone
-        else:
-            values.update(alone)
-    return values, unread
-
-
-def output_unchanged(own: torch.Tensor, expected: torch.Tensor) -> bool:
-    """Whether an instrumented copy's own output is still the deployed model's."""
-    return own.shape == expected.shape and torch.allclose(own.float(), expected.float(), rtol=1e-4, atol=1e-5)
-
-
-def _read_value(value: object, dequantize: torch.fx.Node | None) -> torch.Tensor | None:
-    """An exposed value as a float tensor, dequantized by ``dequantize`` (see :func:`_read_point`)."""
-    if dequantize is not None:
-        value = dequantize.target(value, *dequantize.args[1:], **dequantize.kwargs)
-    return _tensor(value)
-
-
-def _read_point(node: torch.fx.Node) -> tuple[torch.fx.Node, torch.fx.Node | None]:
-    """(the node to output for a layer whose last node is ``node``, the dequantization to apply
-    to it): a decomposed dequantize of a quantize node with constant parameters is read as the
-    quantize node's int8 output and dequantized here."""
-    source = node.args[0] if node.args else None
-    if (node.op == "call_function" and str(node.target).startswith(QDQ_NAMESPACES) and "dequantize" in str(node.target)
-            and isinstance(source, torch.fx.Node) and source.op == "call_function"
-            and str(source.target).startswith(QDQ_NAMESPACES) and ".quantize" in str(source.target)
-            and not any(isinstance(arg, torch.fx.Node) for arg in (*node.args[1:], *node.kwargs.values()))):
-        return source, node
-    return node, None
-
-
-def _exposing(model: torch.fx.GraphModule, nodes: list[torch.fx.Node]) -> torch.fx.GraphModule:
-    """A copy of ``model`` that returns (its own output, the value of each of ``nodes``), with no
-    input or output conversion (an exported module's pytree specs and guard are dropped)."""
-    graph = torch.fx.Graph()
-    copies: dict[torch.fx.Node, torch.fx.Node] = {}
-    output = graph.graph_copy(model.graph, copies)
-    own = output[0] if isinstance(output, (tuple, list)) else output
-    graph.output((own, *(copies[node] for node in nodes)))
-    for node in list(graph.nodes):
-        if node.op == "call_module" and node.target == GUARD:
-            graph.erase_node(node)
-    return torch.fx.GraphModule(model, graph)

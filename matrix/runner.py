@@ -15,7 +15,8 @@ from matrix.backends import BACKENDS
 from matrix.cases import Case
 from matrix.cell import StageClock, StageFailed, Unavailable, first_line, stable_seed
 from matrix.contract import CellContext, Deployed, Quantized
-from matrix.localize import SQNR, STEPS, CompiledGraph, localize
+from matrix.formats.compiled import CompiledGraph
+from matrix.localize import SQNR, STEPS, localize
 from matrix.metrics import compare, sqnr_db
 from matrix.modes import MODES
 from matrix.qspecs import QSPECS

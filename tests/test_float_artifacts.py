@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from matrix.modes import FloatArtifacts
+from matrix.formats.float_artifacts import FloatArtifacts
 
 
 def test_an_export_is_made_once_per_model_weights_and_shapes():

@@ -9,7 +9,8 @@ import torch
 import torch.ao.quantization as tq
 from torch import nn
 
-from matrix.localize import CHANGES_OUTPUT, STEPS, layer_outputs, localize
+from matrix.formats.layers import CHANGES_OUTPUT
+from matrix.localize import STEPS, layer_outputs, localize
 
 LIMIT_DB = 15.0
 
@@ -155,7 +156,7 @@ def test_layers_without_a_common_name_are_paired_in_order():
 def test_tflite_artifacts_are_localized_by_the_module_path_in_their_tensor_names():
     pytest.importorskip("litert_torch")
     pytest.importorskip("ai_edge_litert")
-    from matrix.backends.litert import TFLiteModel, convert
+    from matrix.formats.tflite import TFLiteModel, convert
 
     torch.manual_seed(0)
     float_model = Stack().eval()
@@ -169,7 +170,7 @@ def test_tflite_artifacts_are_localized_by_the_module_path_in_their_tensor_names
 
 def test_openvino_models_are_localized_and_an_exposure_that_changes_the_output_is_not_trusted(monkeypatch):
     pytest.importorskip("openvino")
-    from matrix.backends.openvino import OpenVinoModel, openvino
+    from matrix.formats.openvino import OpenVinoModel, openvino
 
     torch.manual_seed(0)
     float_model = Stack().eval()
@@ -253,7 +254,7 @@ def test_a_compiled_graph_is_read_from_copies_compiled_with_its_layers_as_output
     dequantized after, and a copy whose own output changed is not trusted."""
     import torch.ao.quantization.fx._decomposed
 
-    from matrix.localize import CompiledGraph
+    from matrix.formats.compiled import CompiledGraph
 
     torch.manual_seed(0)
     model = QuantizedPair().eval()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from matrix.backends.onnxruntime import count_ops, inspect_models, qdq_pairs, split_qparams, summarize
+from matrix.formats.onnx import count_ops, inspect_models, qdq_pairs, split_qparams, summarize
 
 onnx = pytest.importorskip("onnx")
 helper = onnx.helper
@@ -132,7 +132,7 @@ def test_split_outputs_with_their_own_scale_are_not_shared():
 def test_an_export_with_the_reused_torchlib_registry_is_the_export_without_it(tmp_path, monkeypatch):
     from torch.onnx._internal.exporter import _registration
 
-    from matrix.backends.onnxruntime import export
+    from matrix.formats.onnx import export
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(64, 2))

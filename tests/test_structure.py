@@ -132,3 +132,23 @@ def test_no_module_of_the_project_imports_itself_back():
 def _parents(module: str) -> list[str]:
     parts = module.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+# Layers of the project, bottom up: a module may import its own layer and the ones below.
+# Formats know neither modes nor backends; modes make artifacts of formats and never call a
+# backend; backends deploy formats; the runner and the plugin join them.
+LAYERS = {"matrix.formats": {"matrix.modes", "matrix.backends", "matrix.runner", "matrix.plugin"},
+          "matrix.modes": {"matrix.backends", "matrix.runner", "matrix.plugin"},
+          "matrix.backends": {"matrix.modes", "matrix.runner", "matrix.plugin"}}
+
+
+def test_formats_import_neither_modes_nor_backends_and_modes_import_no_backend():
+    files = [p for p in (SUITE / "matrix").rglob("*.py")]
+    modules = {module_name(p): p for p in files}
+    crossings = []
+    for name, path in sorted(modules.items()):
+        for package, above in LAYERS.items():
+            if name == package or name.startswith(package + "."):
+                crossings += [f"{name} imports {m}" for m in sorted(project_imports(path, set(modules)))
+                              if any(m == a or m.startswith(a + ".") for a in above)]
+    assert not crossings, "; ".join(crossings)

@@ -18,7 +18,7 @@ import torch
 from matrix.backends import Backend, register
 from matrix.cell import Unavailable
 from matrix.contract import Deployed, Inspection
-from matrix.localize import CompiledGraph
+from matrix.formats.compiled import CompiledGraph
 from matrix.qconfigs import pt2e_config
 from matrix.qspecs import QSPECS
 from matrix.vocabulary import Stage

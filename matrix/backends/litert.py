@@ -1,246 +1,41 @@
-"""LiteRT (TFLite): a .tflite flatbuffer run by the LiteRT interpreter (``ai-edge-litert``).
+"""LiteRT (TFLite): a .tflite flatbuffer run by the LiteRT interpreter's builtin kernels.
 
 A PyTorch model reaches it through ``litert_torch.convert`` (a PT2E model quantized by
 litert-torch's own PT2EQuantizer is converted with that quantizer in its QuantConfig; a
 float model with a recipe the mode chose); the ``keras`` and ``aeq`` modes hand over a
-.tflite they already made (:class:`TFLiteModel`). The interpreter runs with its builtin
-kernels only (no default XNNPACK delegate), so the op list is what runs.
-
-Inspection reads every op's input tensors: a weighted op (conv, fully connected, batch
-matmul, LSTM, ...) whose activation input is int8 or int16 computes in integers; one whose
-activation is float but whose weight is int8 is a dynamic-range (hybrid) kernel, which
-quantizes its input per call and counts as quantized; a float op fed by a DEQUANTIZE of
-int8 or float16 weights (weight-only, fp16) computes in float. Any other op (add, pooling,
-an activation) computes in integers or in float by its first input; ops that only move
-data (reshape, transpose, concatenation, quantize, dequantize, ...) count as neither.
+.tflite they already made (:class:`~matrix.formats.tflite.TFLiteModel`). The format, the
+interpreter and the inspection of its ops are :mod:`matrix.formats.tflite`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import logging
-import os
-import warnings
-from collections import Counter
 from typing import Any
 
-import numpy as np
 import torch
 
 from matrix.backends import Backend, register
-from matrix.contract import Deployed, Inspection
-from matrix.localize import MODEL_OUTPUT, LayerOutputs
+from matrix.contract import Deployed
+from matrix.formats import tflite
 from matrix.qconfigs import per_channel_only
 from matrix.qspecs import QSPECS
 from matrix.vocabulary import Stage
 
-PACKAGES = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
-COMPUTE_OPS = {
-    "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
-    "SVDF", "EMBEDDING_LOOKUP",
-}
-INTEGER = {np.dtype(np.int8): "int8", np.dtype(np.uint8): "uint8", np.dtype(np.int16): "int16x8"}
-# Ops that only move, reshape or convert data: neither integer nor float compute.
-DATA_OPS = {
-    "QUANTIZE", "DEQUANTIZE", "RESHAPE", "TRANSPOSE", "CONCATENATION", "SQUEEZE", "EXPAND_DIMS", "GATHER",
-    "GATHER_ND", "SLICE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "PACK", "UNPACK", "PAD", "PADV2", "CAST", "SHAPE",
-    "FILL", "BROADCAST_TO", "TILE", "DELEGATE", "WHILE", "CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE",
-    "ASSIGN_VARIABLE",
-}
-# Handed from a mode to this backend through CellContext.handoff.
-QUANT_CONFIG = "litert_quant_config"
-
-
-def quiet() -> None:
-    """Before TensorFlow or litert-torch is imported: their C++ and progress logging off."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "0")
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-    warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
-
-
-@functools.cache
-def litert_torch() -> Any:
-    quiet()
-    import litert_torch as module
-
-    return module
-
-
-def interpreter(content: bytes, keep_tensors: bool = False) -> Any:
-    """An interpreter on the builtin kernels; ``keep_tensors`` keeps every intermediate tensor readable."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    found = Interpreter(model_content=content, experimental_preserve_all_tensors=keep_tensors,
-                        num_threads=torch.get_num_threads(),  # the worker's share of the cores
-                        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    found.allocate_tensors()
-    return found
-
-
-def inspect_tflite(found: Any) -> Inspection:
-    """Integer and float compute ops of a loaded model, by op name (``FULLY_CONNECTED[hybrid]``
-    for a dynamic-range kernel); I/O dtypes and the op list's shape in the notes."""
-    tensors = {t["index"]: t for t in found.get_tensor_details()}
-    ops = found._get_ops_details()
-    producers = {out: op for op in ops for out in op["outputs"]}
-    inspection = Inspection()
-    kinds: Counter[str] = Counter()
-    for op in ops:
-        name = op["op_name"]
-        kinds[name] += 1
-        if name in DATA_OPS or not len(op["inputs"]):
-            continue
-        if name not in COMPUTE_OPS:
-            # An op without weights (add, pooling, an activation, ...) computes on whatever its
-            # first input is: integers when the model quantized it, float when not.
-            first = op["inputs"][0]
-            dtype = np.dtype(tensors[first]["dtype"]) if first >= 0 else None
-            if dtype in INTEGER:
-                inspection.quantized[f"{name}[{INTEGER[dtype]}]"] += 1
-            elif dtype is not None and dtype.kind == "f":
-                inspection.floating[name] += 1
-            continue
-        dtypes = [np.dtype(tensors[i]["dtype"]) if i >= 0 else None for i in op["inputs"]]
-        activation = dtypes[0] if name != "EMBEDDING_LOOKUP" else (dtypes[1] if len(dtypes) > 1 else None)
-        weight = dtypes[1] if len(dtypes) > 1 and name != "EMBEDDING_LOOKUP" else None
-        if activation in INTEGER:
-            inspection.quantized[f"{name}[{INTEGER[activation]}]"] += 1
-        elif weight in INTEGER:
-            inspection.quantized[f"{name}[hybrid]"] += 1
-        else:
-            source = producers.get(op["inputs"][1]) if len(op["inputs"]) > 1 else None
-            via = ""
-            if source is not None and source["op_name"] == "DEQUANTIZE":
-                via = "[dequantized " + np.dtype(tensors[source["inputs"][0]]["dtype"]).name + " weights]"
-            inspection.floating[name + via] += 1
-    inspection.notes.update(
-        inputs=[np.dtype(d["dtype"]).name for d in found.get_input_details()],
-        outputs=[np.dtype(d["dtype"]).name for d in found.get_output_details()],
-        ops=dict(kinds),
-    )
-    return inspection
-
-
-def _quantize(array: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero_point = detail["quantization"]
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f" or not scale:
-        return array.astype(dtype)
-    info = np.iinfo(dtype)
-    return np.clip(np.round(array / scale + zero_point), info.min, info.max).astype(dtype)
-
-
-def _dequantize(array: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero_point = detail["quantization"]
-    if np.dtype(detail["dtype"]).kind == "f" or not scale:
-        return array.astype(np.float32)
-    return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)
-
-
-class TFLiteModel(torch.nn.Module):
-    """A .tflite model as a module: quantizes integer inputs and dequantizes integer outputs
-    with the parameters stored in the model. ``channels_last`` models (Keras twins) take and
-    return NHWC: rank-4 tensors are permuted on the way in and out."""
-
-    def __init__(self, content: bytes, channels_last: bool = False) -> None:
-        super().__init__()
-        self.content = content
-        self.channels_last = channels_last
-        self._interpreter = None
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        if self._interpreter is None:
-            self._interpreter = interpreter(self.content)
-        run = self._invoke(self._interpreter, inputs)
-        detail = run.get_output_details()[0]
-        output = _dequantize(run.get_tensor(detail["index"]), detail)
-        if self.channels_last and output.ndim == 4:
-            output = output.transpose(0, 3, 1, 2)
-        return torch.from_numpy(np.ascontiguousarray(output))
-
-    def layer_outputs(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every op's output but data movement, dequantized, in execution order, by layer name
-        (the module path litert-torch or TensorFlow wrote into the tensor's name, and the op)."""
-        run = self._invoke(interpreter(self.content, keep_tensors=True), inputs)
-        tensors = {t["index"]: t for t in run.get_tensor_details()}
-        ops = [op for op in run._get_ops_details() if len(op["outputs"])]
-        outputs_named = tuple(tensors[detail["index"]]["name"] for detail in run.get_output_details())
-        layer_of = {op["outputs"][0]: layer_name(tensors[op["outputs"][0]]["name"], outputs_named) for op in ops}
-        readers: dict[int, set[str]] = {}
-        for op in ops:
-            for tensor in op["inputs"]:
-                readers.setdefault(tensor, set()).add(layer_of[op["outputs"][0]])
-        outputs = LayerOutputs()
-        for op in ops:
-            index = op["outputs"][0]
-            detail = tensors[index]
-            if op["op_name"] in DATA_OPS or np.dtype(detail["dtype"]).kind not in "fi":
-                continue
-            value = torch.from_numpy(np.ascontiguousarray(_dequantize(run.get_tensor(index), detail)))
-            outputs.put(layer_of[index], op["op_name"], value, readers.get(index, set()))
-        return outputs
-
-    def _invoke(self, run: Any, inputs: tuple[torch.Tensor, ...]) -> Any:
-        details = sorted(run.get_input_details(), key=lambda d: d["index"])
-        for detail, tensor in zip(details, inputs):
-            array = tensor.detach().numpy()
-            if self.channels_last and array.ndim == 4:
-                array = array.transpose(0, 2, 3, 1)
-            if tuple(detail["shape"]) != array.shape:
-                run.resize_tensor_input(detail["index"], array.shape)
-                run.allocate_tensors()
-            run.set_tensor(detail["index"], _quantize(array, detail))
-        run.invoke()
-        return run
-
-
-def layer_name(tensor: str, outputs: tuple[str, ...] = ()) -> str:
-    """A tensor name as the layer it belongs to. litert-torch writes the stacks of the modules
-    an op computes (``pkg.Model/torch.nn.modules.conv.Conv2d_conv1``), several joined by ``;``
-    when modules were fused: the first is the layer's name (``conv1``). A tensor named after
-    one of the model's ``outputs`` (``serving_default_output_0``, or its int8 value
-    ``StatefulPartitionedCall:0_int16`` before a dequantize) belongs to no layer
-    (``MODEL_OUTPUT``); any other name (TensorFlow's) is kept up to its first ``;``."""
-    entries = tensor.split(";")
-    path = next((path for path in map(_module_path, entries) if path), None)
-    return path or (MODEL_OUTPUT if outputs and tensor.startswith(outputs) else entries[0])
-
-
-def _module_path(entry: str) -> str | None:
-    parts = entry.split("/")
-    if len(parts) < 2 or not all("_" in part and "." in part.split("_")[0] for part in parts[1:]):
-        return None
-    return ".".join(part.split("_", 1)[1] for part in parts[1:])
-
-
-def convert(model: torch.nn.Module, example: tuple[torch.Tensor, ...], quant_config: Any = None) -> bytes:
-    """``litert_torch.convert`` to .tflite bytes. A graph from torch.export is already in
-    eval mode (PT2E moved it there); a plain module is put there."""
-    if not isinstance(model, torch.fx.GraphModule):
-        model.eval()
-    edge = litert_torch().convert(model, example, quant_config=quant_config)
-    return bytes(edge.model_content())
-
 
 def deploy(ctx, model: torch.nn.Module) -> Deployed:
-    if isinstance(model, TFLiteModel):
+    if isinstance(model, tflite.TFLiteModel):
         content, channels_last = model.content, model.channels_last
     else:
         with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
-            content = convert(model, ctx.data.calibration[0], ctx.handoff.get(QUANT_CONFIG))
+            content = tflite.convert(model, ctx.data.calibration[0], ctx.handoff.get(tflite.QUANT_CONFIG))
         channels_last = False
     if ctx.artifacts is not None:
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
         (ctx.artifacts / "model.tflite").write_bytes(content)
     with ctx.clock.stage(Stage.LOAD):
-        deployed = TFLiteModel(content, channels_last)
-        found = interpreter(content)
-        inspection = inspect_tflite(found)
+        deployed = tflite.TFLiteModel(content, channels_last)
+        found = tflite.interpreter(content)
+        inspection = tflite.inspect_tflite(found)
         inspection.notes["size_bytes"] = len(content)
     return Deployed(deployed, inspection)
 
@@ -248,7 +43,7 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
 def pt2e_quantizer(scheme: str, qspec: str) -> Any:
     """litert-torch's own PT2EQuantizer: symmetric int8, per-channel weights unless the
     qspec asks for per-tensor. The mode hands it on, so conversion gets it in its QuantConfig."""
-    litert_torch()
+    tflite.litert_torch()
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
     config = get_symmetric_quantization_config(
@@ -260,13 +55,13 @@ def pt2e_quantizer(scheme: str, qspec: str) -> Any:
 def pt2e_handoff(quantizer: Any) -> dict[str, Any]:
     from litert_torch.quantize.quant_config import QuantConfig
 
-    return {QUANT_CONFIG: QuantConfig(pt2e_quantizer=quantizer)}
+    return {tflite.QUANT_CONFIG: QuantConfig(pt2e_quantizer=quantizer)}
 
 
 register(Backend(
     "litert", "tflite",
     "converted to .tflite (litert_torch.convert, or a Keras / TFLite quantizer) and run by the LiteRT "
     "interpreter's builtin kernels",
-    deploy=deploy, packages=PACKAGES, extra="litert", activate=contextlib.nullcontext,
+    deploy=deploy, packages=tflite.PACKAGES, extra="litert", activate=contextlib.nullcontext,
     pt2e_quantizer=pt2e_quantizer, pt2e_knobs="granularity", pt2e_handoff=pt2e_handoff, pt2e_fold_quantize=False,
 ))

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from matrix.backends.litert import TFLiteModel, quiet
 from matrix.cell import Unavailable
 from matrix.contract import Quantized
+from matrix.formats.tflite import TFLiteModel, quiet
 from matrix.metrics import sqnr_db
 from matrix.modes import QAT_LEARNING_RATE, QAT_STEPS, Mode, of_family, register
 from matrix.modes.litert import simulation_for

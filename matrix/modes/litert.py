@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from matrix.backends.litert import PACKAGES as LITERT_PACKAGES
-from matrix.backends.litert import QUANT_CONFIG, TFLiteModel, convert, litert_torch
 from matrix.contract import Quantized
-from matrix.modes import FloatArtifacts, Mode, of_family, register
+from matrix.formats.float_artifacts import FloatArtifacts
+from matrix.formats.tflite import PACKAGES as LITERT_PACKAGES
+from matrix.formats.tflite import QUANT_CONFIG, TFLiteModel, convert, litert_torch
+from matrix.modes import Mode, of_family, register
 from matrix.modes.eager import recipe_simulation
 from matrix.modes.simulation import dynamic_simulation, fp16_simulation, weight_only_simulation
 from matrix.vocabulary import Stage

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from matrix.backends.openvino import PACKAGES as OPENVINO_PACKAGES
-from matrix.backends.openvino import OpenVinoModel, nncf, openvino
 from matrix.contract import Quantized
+from matrix.formats.onnx import export, input_names_of
+from matrix.formats.openvino import PACKAGES as OPENVINO_PACKAGES
+from matrix.formats.openvino import OpenVinoModel, openvino
 from matrix.modes import Mode, of_family, register, train
 from matrix.vocabulary import Stage
 
@@ -31,6 +33,16 @@ if TYPE_CHECKING:
     from matrix.contract import CellContext
 
 TORCH, ONNX = "nncf_torch", "nncf_onnx"
+
+
+@functools.cache
+def nncf() -> Any:
+    import nncf as module
+    import rich
+
+    module.set_log_level(logging.ERROR)
+    rich.get_console().quiet = True
+    return module
 
 
 def _convert(model: torch.nn.Module, example: tuple[torch.Tensor, ...]):
@@ -58,8 +70,6 @@ def quantize(ctx: CellContext) -> Quantized:
                          float_artifact=lambda: OpenVinoModel(_convert(copy.deepcopy(ctx.float_model).eval(), example)))
     if path == ONNX:
         import onnx
-
-        from matrix.backends.onnxruntime import export, input_names_of
 
         with tempfile.TemporaryDirectory(prefix="qmatrix-nncf-") as folder:
             source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
@@ -98,5 +108,5 @@ def _onnx_artifact(content: bytes) -> OpenVinoModel:
 register(Mode(
     "nncf", "NNCF quantization of the model (as OpenVINO IR, PyTorch module or ONNX) for OpenVINO",
     reaches=of_family("openvino"), schemes=("ptq_static", "qat"), quantize=quantize,
-    packages=OPENVINO_PACKAGES, extra="openvino",
+    packages={**OPENVINO_PACKAGES, "nncf": "nncf"}, extra="openvino",
 ))

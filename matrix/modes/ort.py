@@ -19,10 +19,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from matrix.backends.onnxruntime import PACKAGES as ONNX_PACKAGES
-from matrix.backends.onnxruntime import OnnxModel, export, input_names_of
 from matrix.contract import Quantized
-from matrix.modes import FloatArtifacts, Mode, of_family, register
+from matrix.formats.float_artifacts import FloatArtifacts
+from matrix.formats.onnx import PACKAGES as ONNX_PACKAGES
+from matrix.formats.onnx import OnnxModel, export, input_names_of
+from matrix.modes import Mode, of_family, register
 from matrix.modes.simulation import dynamic_simulation
 from matrix.vocabulary import Stage
 
