@@ -104,8 +104,8 @@ class Backend:
     engine: str | None = None
     # Deploys FX's reference (Q/DQ) model rather than convert_fx's quantized kernels.
     takes_fx_reference: bool = False
-    # The backend's PT2E quantizer for (scheme, qspec): a backend with one takes PT2E models.
-    pt2e_quantizer: Callable[[str, str], Any] | None = None
+    # The backend's PT2E quantizer for (scheme name, QSpec): a backend with one takes PT2E models.
+    pt2e_quantizer: Callable[[str, QSpec], Any] | None = None
     # Which qspec knobs that quantizer's config expresses: "all" (the knobs of matrix/qconfigs.py),
     # "granularity" (weights per tensor or per channel only), or None.
     pt2e_knobs: str | None = None

@@ -1,7 +1,12 @@
-"""The qspec axis: dtype, range, granularity and observer of a quantization config.
+"""The qspec axis: how a cell's quantization differs from the backend's default.
 
-``default`` is the backend's own default qconfig (or quantizer config): the
-baseline every mode and backend can express.
+A qspec is one of two things, kept apart: the **knobs** of a quantization config
+(dtype, range, granularity, observer, fake-quant: matrix/qconfigs.py), or a **variant**
+of a mode's code path, named by what it is: an export route (which ONNX exporter, the
+QAT model exported unconverted), a quantizer option (ONNX Runtime's QOperator format,
+NNCF quantizing the ONNX model) or a conversion path (FX -> PT2E). Modes and backends
+read a variant's fields, never a qspec's name. ``default`` is the backend's own default
+qconfig (or quantizer config): the baseline every mode and backend can express.
 """
 
 from __future__ import annotations
@@ -49,8 +54,46 @@ def pt2e_target(mode: str, backend: Backend) -> bool:
     return backend.pt2e_quantizer is not None
 
 
+def int16_activations(qspec: QSpec) -> bool:
+    """Whether a qspec asks for int16 activations (the TFLite converter's and ai-edge-quantizer's 16x8)."""
+    return qspec.knobs.get("activations") == "int16"
+
+
 def runs_onnx(mode: str, backend: Backend) -> bool:
     return backend.family == "onnx"
+
+
+# The kinds of qspec.
+KNOB, EXPORT_ROUTE, QUANTIZER_OPTION, CONVERSION_PATH = "knob", "export route", "quantizer option", "conversion path"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a mode variant changes in a mode's code path; the defaults are the mode's own path."""
+
+    kind: str | None = None  # EXPORT_ROUTE, QUANTIZER_OPTION or CONVERSION_PATH; None: no variant
+    # Export routes. How a backend that exports to ONNX exports: "dynamo" (torch.onnx.export's
+    # default) or "torchscript" (the legacy exporter, dynamo=False, the one PyTorch's guide
+    # was written for).
+    onnx_exporter: str = "dynamo"
+    # Eager QAT: the trained model exported as is (version-0 fake-quants, no convert), and
+    # batch-norm folded into the convs first.
+    qat_unconverted: bool = False
+    fold_bn: bool = False
+    # Quantizer options. ONNX Runtime's quantizer: per-channel weights, QOperator format.
+    per_channel: bool = False
+    qoperator: bool = False
+    # PT2E for ONNX Runtime: a split's outputs share its input's quantization parameters.
+    share_split_qparams: bool = False
+    # What nncf.quantize is given: "openvino" (the converted ov.Model), "torch" (the module), "onnx".
+    nncf_input: str = "openvino"
+    # The TFLite converter's model input and output type (inference_input_type): "float32" or "int8".
+    tflite_io: str = "float32"
+    # Conversion paths (matrix/modes/conversion.py): the path a model is carried along.
+    conversion: str | None = None
+
+
+NO_VARIANT = Variant()
 
 
 @dataclass(frozen=True)
@@ -61,11 +104,9 @@ class QSpec:
     # Which of the backends a mode reaches this qspec applies to (None: all of them).
     reaches: Reach | None = None
     schemes: tuple[str, ...] | None = None
-    # How a backend that exports to ONNX exports: "dynamo" (torch.onnx.export's default) or
-    # "torchscript" (the legacy exporter, dynamo=False, the one PyTorch's guide was written for).
-    onnx_exporter: str = "dynamo"
-    # Changes to the backend's default config (matrix/qconfigs.py); empty for named recipes.
+    # Changes to the backend's default config (matrix/qconfigs.py); empty for a variant.
     knobs: dict[str, str] = field(default_factory=dict)
+    variant: Variant = NO_VARIANT
     models: tuple[str, ...] | None = None
     # mode -> the schemes that mode can express this qspec for (else ``schemes``).
     mode_schemes: dict[str, tuple[str, ...]] | None = None
@@ -77,6 +118,11 @@ class QSpec:
             and (self.models is None or model is None or model in self.models)
             and (self.reaches is None or self.reaches(mode, backend))
         )
+
+    @property
+    def kind(self) -> str | None:
+        """KNOB, one of the variant kinds, or None for ``default``."""
+        return KNOB if self.knobs else self.variant.kind
 
 
 DEFAULT = "default"
@@ -98,7 +144,21 @@ def knob(name: str, description: str, knobs: dict[str, str], schemes: tuple[str,
 
 
 def path(name: str, description: str, schemes: tuple[str, ...], reaches: Reach) -> QSpec:
-    return QSpec(name, description, modes=("conversion",), reaches=reaches, schemes=schemes, models=KNOB_MODELS)
+    return QSpec(name, description, modes=("conversion",), reaches=reaches, schemes=schemes, models=KNOB_MODELS,
+                 variant=Variant(CONVERSION_PATH, conversion=name))
+
+
+def route(name: str, description: str, **changes: object) -> QSpec:
+    """An export route of eager QAT to ONNX (the guide's "PyTorch observed QAT to ONNX quantized")."""
+    return QSpec(name, description, modes=("eager",), reaches=runs_onnx, schemes=("qat",),
+                 variant=Variant(EXPORT_ROUTE, qat_unconverted=True, **changes))
+
+
+def option(name: str, description: str, mode: str, schemes: tuple[str, ...] | None = None,
+           reaches: Reach | None = None, **changes: object) -> QSpec:
+    """An option of a mode's quantizer."""
+    return QSpec(name, description, modes=(mode,), reaches=reaches, schemes=schemes,
+                 variant=Variant(QUANTIZER_OPTION, **changes))
 
 
 # The conversion mode's paths (matrix/modes/conversion.py), one qspec each.
@@ -150,35 +210,35 @@ QSPECS: dict[str, QSpec] = {
         QSpec(DEFAULT, "the backend's default qconfig / quantizer config"),
         *CONVERSION_PATHS.values(),
         # ONNX Runtime's quantizer: its default is QDQ, per-tensor, int8 activations and weights.
-        QSpec("per_channel", "ONNX Runtime quantizer, per-channel weights (QDQ for static)", modes=("ort",)),
-        QSpec("qoperator", "ONNX Runtime quantize_static in QOperator format (QLinear* ops), per-tensor",
-              modes=("ort",), schemes=("ptq_static",)),
-        QSpec("qoperator_per_channel", "ONNX Runtime quantize_static in QOperator format, per-channel weights",
-              modes=("ort",), schemes=("ptq_static",)),
+        option("per_channel", "ONNX Runtime quantizer, per-channel weights (QDQ for static)", "ort",
+               per_channel=True),
+        option("qoperator", "ONNX Runtime quantize_static in QOperator format (QLinear* ops), per-tensor",
+               "ort", ("ptq_static",), qoperator=True),
+        option("qoperator_per_channel", "ONNX Runtime quantize_static in QOperator format, per-channel weights",
+               "ort", ("ptq_static",), qoperator=True, per_channel=True),
         # The guide's "PyTorch observed QAT to ONNX quantized", without and with batch-norm folded.
         # The qconfig is the engine's version-0 QAT qconfig (FakeQuantize modules): the default
         # (version 1) FusedMovingAvgObsFakeQuantize runs aten._fused_moving_avg_obs_fq_helper,
         # which the dynamo ONNX exporter has no translation for (seen in torch 2.13).
-        QSpec("observed", "the trained eager QAT model (version-0 fake-quants, no convert) exported as is",
-              modes=("eager",), reaches=runs_onnx, schemes=("qat",)),
-        QSpec("observed_bn_folded",
+        route("observed", "the trained eager QAT model (version-0 fake-quants, no convert) exported as is"),
+        route("observed_bn_folded",
               "the trained eager QAT model (version-0 fake-quants), batch-norm folded into the convs, exported",
-              modes=("eager",), reaches=runs_onnx, schemes=("qat",)),
-        QSpec("observed_torchscript", "as observed, exported by the legacy TorchScript exporter (dynamo=False)",
-              modes=("eager",), reaches=runs_onnx, schemes=("qat",), onnx_exporter="torchscript"),
-        QSpec("observed_bn_folded_torchscript",
+              fold_bn=True),
+        route("observed_torchscript", "as observed, exported by the legacy TorchScript exporter (dynamo=False)",
+              onnx_exporter="torchscript"),
+        route("observed_bn_folded_torchscript",
               "as observed_bn_folded, exported by the legacy TorchScript exporter (dynamo=False)",
-              modes=("eager",), reaches=runs_onnx, schemes=("qat",), onnx_exporter="torchscript"),
+              fold_bn=True, onnx_exporter="torchscript"),
         # The guide's ONNX Runtime split example: XNNPACKQuantizer plus a split whose outputs
         # share its input's quantization parameters.
-        QSpec("split_shared", "XNNPACKQuantizer, and split outputs sharing the split input's qparams",
-              modes=("pt2e",), reaches=runs_onnx, schemes=("ptq_static",)),
+        option("split_shared", "XNNPACKQuantizer, and split outputs sharing the split input's qparams",
+               "pt2e", ("ptq_static",), runs_onnx, share_split_qparams=True),
         *KNOBS,
-        QSpec("nncf_torch", "NNCF quantizes the PyTorch module (nncf.quantize on nn.Module), then converted",
-              modes=("nncf",), schemes=("ptq_static",)),
-        QSpec("nncf_onnx", "NNCF quantizes the model exported to ONNX (nncf.quantize on the ModelProto)",
-              modes=("nncf",), schemes=("ptq_static",)),
-        QSpec("io_int8", "TFLiteConverter full-integer with int8 model inputs and outputs (inference_input_type)",
-              modes=("keras",), schemes=("ptq_static",)),
+        option("nncf_torch", "NNCF quantizes the PyTorch module (nncf.quantize on nn.Module), then converted",
+               "nncf", ("ptq_static",), nncf_input="torch"),
+        option("nncf_onnx", "NNCF quantizes the model exported to ONNX (nncf.quantize on the ModelProto)",
+               "nncf", ("ptq_static",), nncf_input="onnx"),
+        option("io_int8", "TFLiteConverter full-integer with int8 model inputs and outputs (inference_input_type)",
+               "keras", ("ptq_static",), tflite_io="int8"),
     )
 }

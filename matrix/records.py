@@ -13,7 +13,7 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
-from matrix.vocabulary import LEGACY_VERDICTS
+from matrix.vocabulary import LEGACY_VERDICTS, Record, record_problem
 
 SUITE = Path(__file__).resolve().parent.parent
 # What every run records the version of; each backend and mode adds the packages it declares.
@@ -107,7 +107,7 @@ class TornRecord(UserWarning):
     """The last line of a records file was cut off mid-write (a killed worker) and is left out."""
 
 
-def read_records(run: Path) -> list[dict]:
+def read_records(run: Path) -> list[Record]:
     """Every record of a run folder, in file order, with the legacy verdict words of older runs
     translated. A torn last line of a file is dropped with a :class:`TornRecord` warning naming
     the file and line; a malformed line anywhere else is a :class:`RunError` naming both."""
@@ -129,8 +129,9 @@ def read_records(run: Path) -> list[dict]:
                                   "mid-write", TornRecord, stacklevel=2)
                     continue
                 raise RunError(f"{path}:{number}: not a JSON record ({exc.msg})") from exc
-            if not isinstance(record, dict) or "case_id" not in record or "status" not in record:
-                raise RunError(f"{path}:{number}: not a cell record (needs case_id and status)")
+            problem = record_problem(record)
+            if problem:
+                raise RunError(f"{path}:{number}: {problem}")
             if record.get("verdict") in LEGACY_VERDICTS:
                 record["verdict"] = LEGACY_VERDICTS[record["verdict"]]
             records.append(record)

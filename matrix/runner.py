@@ -22,7 +22,7 @@ from matrix.modes import MODES
 from matrix.qspecs import QSPECS
 from matrix.schemes import SCHEMES
 from matrix.thresholds import JUDGED, Thresholds, judge
-from matrix.vocabulary import Stage, Status
+from matrix.vocabulary import Record, Stage, Status
 from matrix.watchdog import CellTimeout, time_limit
 from models import BATCH, MODELS, Inputs
 
@@ -31,7 +31,7 @@ DEPLOYED = "the deployed model"
 STAND_IN = "the mode's model run in PyTorch"
 
 
-def new_record(case: Case) -> dict:
+def new_record(case: Case) -> Record:
     return {
         "case_id": case.id,
         **case.axes(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, TypedDict
 
 # The axes of a cell, in the order of a case id and of every table.
 AXES = ("model", "kind", "mode", "scheme", "qspec", "backend")
@@ -94,3 +95,61 @@ class Violation:
 
     def as_dict(self) -> dict:
         return {"metric": self.metric, "value": self.value, "limit": self.limit}
+
+
+class ViolationRecord(TypedDict):
+    metric: str
+    value: float | None
+    limit: float
+
+
+# One cell's line in a records file: the fields every writer writes and every reader reads.
+# The runner writes the finding (``status`` to ``divergence``), the plugin what it was held
+# against (``verdict``, ``expected``, ``documented``). A record carries its own judgment:
+# ``limits`` (the thresholds it was judged by) and ``violations``, so rendering an old run
+# never reads today's thresholds.
+Record = TypedDict("Record", {
+    "case_id": str,
+    **dict.fromkeys(AXES, str),
+    "status": str,  # one of STATUSES
+    "stage": "str | None",  # the Stage where a cell ended early (None for a cell that ran)
+    "error_type": "str | None",
+    "error_message": "str | None",
+    "reason": "str | None",
+    "metrics": "dict[str, float | None]",  # sqnr_db, sqnr_sim_db, lsb_err_vs_sim, max_abs_err, top1_agree, ...
+    "limits": "dict[str, float]",
+    "violations": list[ViolationRecord],
+    "quantized_ops": "int | None",
+    "float_ops": "int | None",
+    "op_counts": "dict[str, dict[str, int]]",  # {"quantized": {op: n}, "float": {op: n}}
+    "inspection_notes": dict[str, Any],
+    "simulation": str,  # what the mode's simulation is
+    "divergence": dict[str, Any],  # first divergence (matrix/localize.py)
+    "timings": dict[str, float],  # seconds by stage
+    "peak_rss_mb": float,
+    "seed": int,
+    "nodeid": str,
+    "verdict": str,  # one of VERDICTS
+    "expected": dict[str, Any],
+    "documented": dict[str, Any],
+}, total=False)
+
+
+# What a line must hold to be a cell record at all.
+REQUIRED = ("case_id", "status", *AXES)
+
+
+def record_problem(record: object) -> str | None:
+    """Why a parsed line is not a cell record, or None: a field it must have is missing, or its
+    status or verdict is no word of this vocabulary (after older runs' words are translated)."""
+    if not isinstance(record, dict):
+        return "not a cell record (a JSON object)"
+    missing = [key for key in REQUIRED if not isinstance(record.get(key), str) or not record[key]]
+    if missing:
+        return "not a cell record (no " + ", ".join(missing) + ")"
+    if record["status"] not in STATUSES:
+        return f"unknown status {record['status']!r} (known: {', '.join(STATUSES)})"
+    verdict = record.get("verdict")
+    if verdict is not None and verdict not in VERDICTS and verdict not in LEGACY_VERDICTS:
+        return f"unknown verdict {verdict!r} (known: {', '.join(VERDICTS)})"
+    return None

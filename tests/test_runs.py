@@ -193,3 +193,15 @@ def test_newest_run_of_a_label(tmp_path):
     assert newest_run(tmp_path, "torch213").name == "20261102-010101-torch213"
     with pytest.raises(RunError, match="no run labelled 'torch251'"):
         newest_run(tmp_path, "torch251")
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"status": "passed"}, "unknown status 'passed'"),
+    ({"verdict": "green"}, "unknown verdict 'green'"),
+    ({"backend": None}, "not a cell record (no backend)"),
+])
+def test_a_record_outside_the_vocabulary_is_named_with_its_line(tmp_path, capsys, change, named):
+    run = write_run(tmp_path, "odd", [cell("a", "pass"), {**cell("b", "pass"), **change}])
+    assert main(["report", str(run)]) == 2
+    assert f"cells-gw0.jsonl:2: {named}" in capsys.readouterr().err
+    assert not (run / "report.html").exists()

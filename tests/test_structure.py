@@ -143,7 +143,7 @@ LAYERS = {"matrix.formats": {"matrix.modes", "matrix.backends", "matrix.runner",
 
 
 def test_formats_import_neither_modes_nor_backends_and_modes_import_no_backend():
-    files = [p for p in (SUITE / "matrix").rglob("*.py")]
+    files = list((SUITE / "matrix").rglob("*.py"))
     modules = {module_name(p): p for p in files}
     crossings = []
     for name, path in sorted(modules.items()):
@@ -152,3 +152,17 @@ def test_formats_import_neither_modes_nor_backends_and_modes_import_no_backend()
                 crossings += [f"{name} imports {m}" for m in sorted(project_imports(path, set(modules)))
                               if any(m == a or m.startswith(a + ".") for a in above)]
     assert not crossings, "; ".join(crossings)
+
+
+def test_a_mode_or_backend_reads_a_qspec_by_what_it_is_not_by_its_name():
+    from matrix.qspecs import DEFAULT, KNOB, QSPECS
+
+    read_by_name = [f"{path.relative_to(SUITE)}:{number}" for top in ("modes", "backends")
+                    for path in sorted((SUITE / "matrix" / top).glob("*.py"))
+                    for number, line in enumerate(path.read_text().splitlines(), 1)
+                    if "qspec.name" in line or "QSPECS[" in line]
+    assert not read_by_name, "a qspec matched by name: " + ", ".join(read_by_name)
+    for qspec in QSPECS.values():
+        assert (qspec.name == DEFAULT) == (qspec.kind is None), qspec.name
+        assert not (qspec.knobs and qspec.variant.kind), f"{qspec.name}: both knobs and a variant"
+        assert qspec.kind is None or qspec.kind == KNOB or qspec.variant.kind, qspec.name

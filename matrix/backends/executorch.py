@@ -23,7 +23,7 @@ from matrix.backends import Backend, register
 from matrix.cell import Unavailable
 from matrix.contract import Deployed, Inspection
 from matrix.qconfigs import per_channel_only
-from matrix.qspecs import QSPECS
+from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
 
 COMPUTE = {"aten::convolution", "aten::linear", "aten::addmm", "aten::mm", "aten::bmm", "aten::matmul",
@@ -116,7 +116,7 @@ def share_threadpool(threads: int) -> None:
         reset(threads)
 
 
-def pt2e_quantizer(scheme: str, qspec: str) -> Any:
+def pt2e_quantizer(scheme: str, qspec: QSpec) -> Any:
     """ExecuTorch's XNNPACKQuantizer: symmetric int8, per-channel weights unless the qspec asks
     for per-tensor; dynamic is per-channel with activations quantized per call."""
     try:
@@ -127,7 +127,7 @@ def pt2e_quantizer(scheme: str, qspec: str) -> Any:
     except ImportError as exc:
         raise Unavailable(f"ExecuTorch's XNNPACKQuantizer not found: {exc}") from exc
     config = get_symmetric_quantization_config(
-        is_per_channel=per_channel_only(QSPECS[qspec].knobs, "the XNNPACK quantizer"), is_qat=scheme == "qat",
+        is_per_channel=per_channel_only(qspec.knobs, "the XNNPACK quantizer"), is_qat=scheme == "qat",
         is_dynamic=scheme == "ptq_dynamic")
     return XNNPACKQuantizer().set_global(config)
 

@@ -20,7 +20,7 @@ from matrix.cell import Unavailable
 from matrix.contract import Deployed, Inspection
 from matrix.formats.compiled import CompiledGraph
 from matrix.qconfigs import pt2e_config
-from matrix.qspecs import QSPECS
+from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
 
 QUANTIZED_CALL = re.compile(r"torch\.ops\.onednn\.(q\w+)")
@@ -67,7 +67,7 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
     return Deployed(run, inspection)
 
 
-def pt2e_quantizer(scheme: str, qspec: str):
+def pt2e_quantizer(scheme: str, qspec: QSpec):
     try:
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86q
     except ImportError:
@@ -78,7 +78,7 @@ def pt2e_quantizer(scheme: str, qspec: str):
     config = x86q.get_default_x86_inductor_quantization_config(
         is_qat=scheme == "qat", is_dynamic=scheme == "ptq_dynamic"
     )
-    return x86q.X86InductorQuantizer().set_global(pt2e_config(config, QSPECS[qspec].knobs, scheme == "qat"))
+    return x86q.X86InductorQuantizer().set_global(pt2e_config(config, qspec.knobs, scheme == "qat"))
 
 
 def unavailable_reason() -> str | None:

@@ -18,7 +18,7 @@ from matrix.backends import Backend, register
 from matrix.contract import Deployed
 from matrix.formats import tflite
 from matrix.qconfigs import per_channel_only
-from matrix.qspecs import QSPECS
+from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
 
 
@@ -40,14 +40,14 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
     return Deployed(deployed, inspection)
 
 
-def pt2e_quantizer(scheme: str, qspec: str) -> Any:
+def pt2e_quantizer(scheme: str, qspec: QSpec) -> Any:
     """litert-torch's own PT2EQuantizer: symmetric int8, per-channel weights unless the
     qspec asks for per-tensor. The mode hands it on, so conversion gets it in its QuantConfig."""
     tflite.litert_torch()
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
 
     config = get_symmetric_quantization_config(
-        is_per_channel=per_channel_only(QSPECS[qspec].knobs, "litert-torch's quantizer"), is_qat=scheme == "qat",
+        is_per_channel=per_channel_only(qspec.knobs, "litert-torch's quantizer"), is_qat=scheme == "qat",
         is_dynamic=scheme == "ptq_dynamic")
     return PT2EQuantizer().set_global(config)
 

@@ -21,13 +21,11 @@ from matrix.contract import Deployed
 from matrix.formats import onnx
 from matrix.formats.compiled import CompiledGraph
 from matrix.qconfigs import pt2e_config
-from matrix.qspecs import QSPECS
+from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
 
 # The qconfigs and BackendConfig that eager and FX use when they target ONNX Runtime.
 ENGINE = "x86"
-# The qspec under which PT2E shares a split's input qparams with its outputs (matrix/qspecs.py).
-SPLIT_SHARED = "split_shared"
 
 
 def deploy(ctx, model: torch.nn.Module) -> Deployed:
@@ -38,17 +36,17 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
                 path.write_bytes(model.serialized)
             else:
                 with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
-                    onnx.export(model, ctx.data.calibration[0], path, ctx.qspec.onnx_exporter)
+                    onnx.export(model, ctx.data.calibration[0], path, ctx.qspec.variant.onnx_exporter)
             deployed = onnx.deploy_file(ctx, path)
         finally:
             onnx.keep(Path(folder), ctx.artifacts)
     if isinstance(model, torch.fx.GraphModule):
-        example, exporter = ctx.data.calibration[0], ctx.qspec.onnx_exporter
+        example, exporter = ctx.data.calibration[0], ctx.qspec.variant.onnx_exporter
         deployed.run = CompiledGraph(deployed.run, model, lambda graph: onnx.exported_session(graph, example, exporter))
     return deployed
 
 
-def pt2e_quantizer(scheme: str, qspec: str):
+def pt2e_quantizer(scheme: str, qspec: QSpec):
     """torchao's XNNPACKQuantizer, symmetric int8, per-channel weights.
 
     Its Q/DQ pattern is what ONNX Runtime's QDQ fusions look for: int8 activations,
@@ -63,9 +61,9 @@ def pt2e_quantizer(scheme: str, qspec: str):
         raise Unavailable(f"torchao's XNNPACKQuantizer not found: {exc}") from exc
     config = pt2e_config(get_symmetric_quantization_config(
         is_per_channel=True, is_qat=scheme == "qat", is_dynamic=scheme == "ptq_dynamic"
-    ), QSPECS[qspec].knobs, scheme == "qat")
+    ), qspec.knobs, scheme == "qat")
     quantizer = XNNPACKQuantizer().set_global(config)
-    if qspec != SPLIT_SHARED:
+    if not qspec.variant.share_split_qparams:
         return quantizer
     from torchao.quantization.pt2e.quantizer.composable_quantizer import ComposableQuantizer
 

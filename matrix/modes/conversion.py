@@ -73,7 +73,7 @@ def _fx_reference(ctx: CellContext) -> tuple[torch.nn.Module, torch.fx.GraphModu
 
 
 def quantize(ctx: CellContext) -> Quantized:
-    path = ctx.qspec.name
+    path = ctx.qspec.variant.conversion
     if path == "fx_float_to_pt2e":
         return pt2e_mode.quantize(ctx, capture=lambda model: torch.fx.symbolic_trace(model))
     if path in ("fx_ptq_to_pt2e", "fx_qat_to_pt2e"):

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 # The guide's "PyTorch observed QAT to ONNX quantized": the trained QAT model itself is
 # deployed (its fake-quants export as Q/DQ), as it is or with batch-norm folded first.
-OBSERVED = ("observed", "observed_torchscript")
-OBSERVED_BN_FOLDED = ("observed_bn_folded", "observed_bn_folded_torchscript")
 FOLDED_QAT = {
     nniqat.ConvBn1d: nnqat.Conv1d, nniqat.ConvBn2d: nnqat.Conv2d, nniqat.ConvBn3d: nnqat.Conv3d,
     nniqat.ConvBnReLU1d: nniqat.ConvReLU1d, nniqat.ConvBnReLU2d: nniqat.ConvReLU2d,
@@ -80,17 +78,15 @@ def quantize(ctx: CellContext) -> Quantized:
         return Quantized(quantized, simulation, "calibrated observers as fixed fake-quants")
     model = _capture(ctx, training=True)
     with ctx.clock.stage(Stage.PREPARE):
-        version = 0 if ctx.qspec.name in (*OBSERVED, *OBSERVED_BN_FOLDED) else 1
+        unconverted = ctx.qspec.variant.qat_unconverted
+        version = 0 if unconverted else 1
         qconfig = qconfig_for(ctx, qat=True) if ctx.qspec.knobs else tq.get_default_qat_qconfig(engine, version)
         _assign_qconfig(model, qconfig, tq.default_embedding_qat_qconfig)
         tq.prepare_qat(model, inplace=True)
     train(model, ctx)
     with ctx.clock.stage(Stage.CONVERT):
         simulation = qat_simulation(model)
-        if ctx.qspec.name in (*OBSERVED, *OBSERVED_BN_FOLDED):
-            quantized = observed_qat(model, fold_bn=ctx.qspec.name in OBSERVED_BN_FOLDED)
-        else:
-            quantized = tq.convert(model.eval())
+        quantized = observed_qat(model, ctx.qspec.variant.fold_bn) if unconverted else tq.convert(model.eval())
     return Quantized(quantized, simulation, "the trained QAT model, fake-quants frozen")
 
 

@@ -24,6 +24,7 @@ from matrix.formats.tflite import TFLiteModel, quiet
 from matrix.metrics import sqnr_db
 from matrix.modes import QAT_LEARNING_RATE, QAT_STEPS, Mode, of_family, register
 from matrix.modes.litert import simulation_for
+from matrix.qspecs import int16_activations
 from matrix.vocabulary import Stage
 from models.keras import TWINS
 
@@ -34,7 +35,6 @@ PACKAGES = {"tensorflow": "tensorflow-cpu", "tf_keras": "tf-keras", "ai_edge_lit
 QAT_PACKAGE = ("tensorflow_model_optimization", "tensorflow-model-optimization")
 # A twin that leaves its PyTorch model by more than this in float is a broken case.
 TWIN_MIN_SQNR_DB = 60.0
-INT16, IO_INT8 = "a_int16", "io_int8"
 
 
 @functools.cache
@@ -102,9 +102,9 @@ def converter(model: Any, ctx: CellContext) -> Any:
         convert.representative_dataset = lambda: ([rows] for rows in batches)
         ops = tf.lite.OpsSet
         convert.target_spec.supported_ops = [
-            ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if ctx.qspec.name == INT16
+            ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if int16_activations(ctx.qspec)
             else ops.TFLITE_BUILTINS_INT8]
-        if ctx.qspec.name == IO_INT8:
+        if ctx.qspec.variant.tflite_io == "int8":
             convert.inference_input_type = tf.int8
             convert.inference_output_type = tf.int8
     return convert
@@ -137,7 +137,7 @@ def quantize(ctx: CellContext) -> Quantized:
         if ctx.scheme.trains:
             simulation, kind = KerasModel(twin), "the trained tfmot QAT model (fake-quant in TensorFlow)"
         else:
-            bits = 16 if ctx.qspec.name == INT16 else 8
+            bits = 16 if int16_activations(ctx.qspec) else 8
             simulation, kind = simulation_for(ctx, bits)
     return Quantized(TFLiteModel(content, channels_last=True), simulation, kind,
                      float_artifact=lambda: float_tflite(float_twin))

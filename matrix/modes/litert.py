@@ -27,6 +27,7 @@ from matrix.formats.tflite import QUANT_CONFIG, TFLiteModel, convert, litert_tor
 from matrix.modes import Mode, of_family, register
 from matrix.modes.eager import recipe_simulation
 from matrix.modes.simulation import dynamic_simulation, fp16_simulation, weight_only_simulation
+from matrix.qspecs import int16_activations
 from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ LITERT_RECIPES = {"ptq_dynamic": "full_dynamic_recipe", "weight_only": "full_wei
                   "fp16": "full_fp16_recipe"}
 AEQ_RECIPES = {"ptq_static": "static_wi8_ai8", "ptq_dynamic": "dynamic_wi8_afp32",
                "weight_only": "weight_only_wi8_afp32"}
-INT16 = "a_int16"
 # The float model's .tflite, converted once per process for all of its aeq cells.
 FLOAT_TFLITE = FloatArtifacts()
 
@@ -70,7 +70,7 @@ def quantize_aeq(ctx: CellContext) -> Quantized:
     with ctx.clock.stage(Stage.CAPTURE):
         float_tflite = FLOAT_TFLITE.get(ctx.case.model, ctx.float_model, example,
                                         lambda: convert(copy.deepcopy(ctx.float_model), example))
-    bits = 16 if ctx.qspec.name == INT16 else 8
+    bits = 16 if int16_activations(ctx.qspec) else 8
     with ctx.clock.stage(Stage.PREPARE):
         from ai_edge_quantizer import calibrator, quantizer, recipe
 

@@ -66,7 +66,7 @@ def quantize_static(source: Path, target: Path, ctx: CellContext, qoperator: boo
 def quantize(ctx: CellContext) -> Quantized:
     from onnxruntime.quantization import quant_pre_process, quantize_dynamic
 
-    per_channel, qoperator = ctx.qspec.name in PER_CHANNEL, ctx.qspec.name in QOPERATOR
+    per_channel, qoperator = ctx.qspec.variant.per_channel, ctx.qspec.variant.qoperator
     with tempfile.TemporaryDirectory(prefix="qmatrix-ort-") as folder:
         float_path, prepared, quantized = (Path(folder) / n for n in ("float.onnx", "prepared.onnx", "q.onnx"))
         with ctx.clock.stage(Stage.CAPTURE):

@@ -69,7 +69,7 @@ def quantize(ctx: CellContext, capture: Callable[[torch.nn.Module], torch.nn.Mod
         source = capture(copy.deepcopy(ctx.float_model)).train(training)
         model = torch.export.export(source, example).module()
     with ctx.clock.stage(Stage.PREPARE):
-        quantizer = ctx.backend.pt2e_quantizer(ctx.scheme.name, ctx.qspec.name)
+        quantizer = ctx.backend.pt2e_quantizer(ctx.scheme.name, ctx.qspec)
         patterns.install()  # reaches the quantizer's annotators, imported just now
         if ctx.backend.pt2e_handoff is not None:
             ctx.handoff.update(ctx.backend.pt2e_handoff(quantizer))

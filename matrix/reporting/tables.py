@@ -16,8 +16,6 @@ TEXT_COLUMNS = ("model", "kind", "mode", "scheme", "qspec", "backend", "stage", 
                 "reason", "verdict", "nodeid", "divergence")
 METRIC_COLUMNS = ("sqnr_db", "sqnr_sim_db", "lsb_err_vs_sim", "top1_agree", "accuracy", "float_accuracy")
 DEFAULT_QSPEC = "default"
-# Qspecs of the guide's "QAT model made deployable" paths shown with the conversion paths.
-QAT_DEPLOY_PATHS = ("observed", "observed_bn_folded", "observed_torchscript", "observed_bn_folded_torchscript")
 # The verdicts in words, for the tables that name them.
 VERDICT_TEXT = {Verdict.AS_EXPECTED.value: "as expected", Verdict.KNOWN.value: "as expected (known)",
                 Verdict.BETTER.value: "better than expected", Verdict.WORSE.value: "worse than expected",
@@ -164,8 +162,11 @@ def qspec_support(run: Run) -> pd.DataFrame:
 def conversion_paths(run: Run) -> pd.DataFrame:
     """One row per conversion path (and the QAT deploy variants), scheme and backend; a column per
     reference model (operators left out) with the cell's status and SQNR, or the stage where the path broke."""
+    from matrix.qspecs import CONVERSION_PATH, EXPORT_ROUTE, QSPECS
+
     df = run.df
-    picked = df[((df["mode"] == "conversion") | df["qspec"].isin(QAT_DEPLOY_PATHS)) & (df["kind"] == "model")]
+    paths = [q.name for q in QSPECS.values() if q.kind in (CONVERSION_PATH, EXPORT_ROUTE)]
+    picked = df[((df["mode"] == "conversion") | df["qspec"].isin(paths)) & (df["kind"] == "model")]
     if not len(picked):
         return pd.DataFrame()
     models = ordered(picked["model"])
