@@ -7,6 +7,7 @@ import importlib.util
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from matrix.vocabulary import Stage
 
@@ -25,6 +26,20 @@ def missing_packages(packages: dict[str, str], extra: str) -> str | None:
     if missing:
         return f"missing package(s) {', '.join(missing)} (pip install 'qmatrix[{extra}]')"
     return None
+
+
+class Installable(Protocol):
+    """What a mode and a backend declare of what they run on."""
+
+    name: str
+    packages: dict[str, str]
+    extra: str | None
+    unavailable_check: Callable[[], str | None]
+
+
+def unavailable_reason(declared: Installable) -> str | None:
+    """Why a mode's or a backend's cells cannot run here: a missing package, or its own check."""
+    return missing_packages(declared.packages, declared.extra or declared.name) or declared.unavailable_check()
 
 
 class StageFailed(Exception):

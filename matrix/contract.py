@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from matrix.cell import missing_packages
+from matrix.cell import unavailable_reason
 
 if TYPE_CHECKING:
     from matrix.cases import Case
@@ -120,4 +120,4 @@ class Backend:
         return self.family == NATIVE
 
     def unavailable_reason(self) -> str | None:
-        return missing_packages(self.packages, self.extra or self.name) or self.unavailable_check()
+        return unavailable_reason(self)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from matrix.cell import missing_packages
+from matrix.cell import unavailable_reason
 from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class Mode:
     qspecs: tuple[str, ...] | None = None
 
     def unavailable_reason(self) -> str | None:
-        return missing_packages(self.packages, self.extra or self.name) or self.unavailable_check()
+        return unavailable_reason(self)
 
 
 def takes_engine_models(backend: Backend) -> bool:
