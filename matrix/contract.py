@@ -52,6 +52,10 @@ class Quantized:
     # The float model in the format of ``model`` when that is not a PyTorch model (a .tflite,
     # an OpenVINO model), made on demand: first-divergence compares their layers.
     float_artifact: Callable[[], nn.Module] | None = None
+    # The simulation re-implements another tool's recipe in PyTorch (a TFLite converter's, an
+    # ONNX Runtime dynamic kernel's) rather than being that tool's own: a departure from it
+    # may be the stand-in's, so it is shown as unconfirmed, never as the backend's bug.
+    stand_in: bool = False
 
 
 @dataclass

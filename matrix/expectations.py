@@ -10,9 +10,11 @@ Two kinds of entry, both keyed by case-id patterns:
   package versions it holds for, CPU features the machine must lack
   (``cpu_lacks``), the metrics an inaccurate cell is over (``over``), and
   ``at_worst`` for a cause that strikes depending on the data (a better
-  outcome is then as expected too).
+  outcome is then as expected too). An entry may speak of the status (against
+  float), of the ``fidelity`` (``departs``: the kernels leave the mode's own
+  simulation), or of both.
 
-A cell with no entry is expected to pass.
+A cell with no entry is expected to pass, faithful to its simulation.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ from packaging.version import Version
 
 from matrix.records import cpu_flags
 from matrix.tomlfile import load_toml
-from matrix.vocabulary import RANK, STATUSES, Status, Verdict
+from matrix.vocabulary import ACCURACY_METRICS, FIDELITIES, RANK, STATUSES, SURPRISES, Fidelity, Status, Verdict
 
 PATH = Path(__file__).with_name("expectations.toml")
 CLAIM_KEYS = {"cases", "status", "claim", "source"}
 EXPECT_KEYS = {"cases", "status", "reason", "source", "stage", "error_type", "error_match", "versions", "cpu_lacks",
-               "over", "at_worst"}
-# The metrics an inaccurate cell can be over (the record's ``violations``).
-METRICS = ("sqnr_db", "lsb_err_vs_sim", "accuracy_drop")
+               "over", "at_worst", "fidelity"}
+# The metrics an inaccurate cell can be over (the record's ``violations`` the status is judged by).
+METRICS = ACCURACY_METRICS
 
 
 class ExpectationError(ValueError):
@@ -49,7 +51,7 @@ class Entry:
     kind: str
     index: int
     cases: tuple[str, ...]
-    status: str
+    status: str | None  # None: the entry speaks of the fidelity only
     text: str
     source: str
     stage: str | None = None
@@ -62,6 +64,8 @@ class Entry:
     over: tuple[str, ...] = ()
     # The cause can happen, depending on the data: ``status`` is the worst expected, a better one is as expected.
     at_worst: bool = False
+    # Fidelity to the simulation the cause brings about (Fidelity.DEPARTS), or None.
+    fidelity: str | None = None
 
     @property
     def label(self) -> str:
@@ -90,6 +94,8 @@ class Entry:
 
     def as_dict(self) -> dict:
         found = {"status": self.status, "reason": self.text, "source": self.source}
+        if self.fidelity:
+            found["fidelity"] = self.fidelity
         if self.stage:
             found["stage"] = self.stage
         if self.error_type:
@@ -109,6 +115,9 @@ class Expectation:
     reason: str | None
     entry: Entry | None
     claim: Entry | None
+    # What is expected of the cell's fidelity to its simulation, and the entry that says so.
+    fidelity: str = Fidelity.FAITHFUL.value
+    fidelity_entry: Entry | None = None
 
 
 class Expectations:
@@ -136,9 +145,11 @@ class Expectations:
                 self._installed[package] = None
         return self._installed[package]
 
-    def _first(self, kind: str, case_id: str, claimable: bool, at_worst: bool = False) -> Entry | None:
+    def _first(self, kind: str, case_id: str, claimable: bool, at_worst: bool = False,
+               about: str = "status") -> Entry | None:
         for entry in self.entries:
-            if entry.kind == kind and entry.at_worst == at_worst and entry.matches(case_id, claimable):
+            if (entry.kind == kind and entry.at_worst == at_worst and getattr(entry, about) is not None
+                    and entry.matches(case_id, claimable)):
                 installed = {p: self._version(p) for p in entry.versions}
                 if entry.holds_here(installed, self.cpu):
                     return entry
@@ -152,9 +163,12 @@ class Expectations:
         if entry is None or entry.status == Status.PASS.value:
             # A cause that strikes depending on the data bears only on a cell otherwise expected to pass.
             entry = self._first("expect", case_id, claimable, at_worst=True) or entry
+        departs = (self._first("expect", case_id, claimable, about="fidelity")
+                   or self._first("expect", case_id, claimable, at_worst=True, about="fidelity"))
+        fidelity = {"fidelity": departs.fidelity, "fidelity_entry": departs} if departs else {}
         if entry is None:
-            return Expectation(Status.PASS.value, None, None, None)
-        return Expectation(entry.status, entry.text, entry, claim)
+            return Expectation(Status.PASS.value, None, None, None, **fidelity)
+        return Expectation(entry.status, entry.text, entry, claim, **fidelity)
 
     def stale(self, cells: Iterable[tuple[str, bool]]) -> list[Entry]:
         """Entries that match none of the given cells (``(case_id, claimable)`` pairs)."""
@@ -171,15 +185,19 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
     if unknown:
         raise ExpectationError(f"{where}: unknown keys {sorted(unknown)} (valid: {sorted(allowed)})")
     text_key = "claim" if kind == "claim" else "reason"
-    for key in ("cases", "status", text_key, "source"):
+    for key in ("cases", text_key, "source"):
         if not raw.get(key):
             raise ExpectationError(f"{where}: {key!r} is required")
+    if not raw.get("status") and not raw.get("fidelity"):
+        raise ExpectationError(f"{where}: 'status' is required" + ("" if kind == "claim" else " (or 'fidelity')"))
+    if raw.get("fidelity") is not None and raw["fidelity"] not in FIDELITIES:
+        raise ExpectationError(f"{where}: unknown fidelity {raw['fidelity']!r} (valid: {list(FIDELITIES)})")
     cases = raw["cases"]
     if isinstance(cases, str):
         cases = [cases]
     if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):
         raise ExpectationError(f"{where}: 'cases' must be a pattern or a list of patterns")
-    if raw["status"] not in STATUSES:
+    if raw.get("status") is not None and raw["status"] not in STATUSES:
         raise ExpectationError(f"{where}: unknown status {raw['status']!r} (valid: {sorted(STATUSES)})")
     try:
         pattern = re.compile(raw["error_match"]) if raw.get("error_match") else None
@@ -198,14 +216,15 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
     unknown_metrics = [m for m in lists["over"] if m not in METRICS]
     if unknown_metrics:
         raise ExpectationError(f"{where}: 'over' names unknown metrics {unknown_metrics} (valid: {list(METRICS)})")
-    if lists["over"] and raw["status"] != Status.INACCURATE.value:
-        raise ExpectationError(f"{where}: 'over' is for status 'inaccurate', not {raw['status']!r}")
+    if lists["over"] and raw.get("status") != Status.INACCURATE.value:
+        raise ExpectationError(f"{where}: 'over' is for status 'inaccurate', not {raw.get('status')!r}")
     if not isinstance(raw.get("at_worst", False), bool):
         raise ExpectationError(f"{where}: 'at_worst' must be true or false")
     return Entry(
-        kind=kind, index=index, cases=tuple(cases), status=raw["status"], text=raw[text_key],
+        kind=kind, index=index, cases=tuple(cases), status=raw.get("status"), text=raw[text_key],
         source=raw["source"], stage=raw.get("stage"), error_type=raw.get("error_type"),
         error_match=pattern, versions=versions, **lists, at_worst=raw.get("at_worst", False),
+        fidelity=raw.get("fidelity"),
     )
 
 
@@ -218,6 +237,38 @@ class Judged:
 
 
 def verdict(record: dict, expected: Expectation) -> Judged:
+    """The cell's verdict: its status's against the expected one, unless that meets its
+    expectation and the fidelity does not (a departure nobody explained, or one that is gone)."""
+    judged = status_verdict(record, expected)
+    fidelity = fidelity_verdict(record, expected)
+    if judged.verdict not in SURPRISES and fidelity is not None and fidelity.verdict in SURPRISES:
+        return Judged(fidelity.verdict, f"{judged.message}; but {fidelity.message}")
+    return judged
+
+
+def fidelity_verdict(record: dict, expected: Expectation) -> Judged | None:
+    """A quantized cell's fidelity against the expected one; None for a cell without one. A
+    departure from a stand-in simulation nobody expected is ``unconfirmed``, not the backend's."""
+    observed = record.get("fidelity")
+    if observed is None:
+        return None
+    entry = expected.fidelity_entry
+    found = record.get("fidelity_reason") or observed
+    if observed == expected.fidelity:
+        met = Verdict.AS_EXPECTED if observed == Fidelity.FAITHFUL.value else Verdict.KNOWN
+        return Judged(met, entry.text if entry else found)
+    if observed == Fidelity.FAITHFUL.value:
+        if entry is not None and entry.at_worst:
+            return Judged(Verdict.AS_EXPECTED, f"faithful; at worst departs: {entry.text}")
+        return Judged(Verdict.BETTER, f"expected to depart from its simulation ({entry.text if entry else ''}), "
+                                      "observed faithful")
+    if record.get("simulation_stand_in"):
+        return Judged(Verdict.UNCONFIRMED, f"departs from a stand-in simulation ({found}): "
+                                           f"{record.get('simulation') or 'a re-implementation of the recipe'}")
+    return Judged(Verdict.WORSE, f"departs from its simulation: {found}")
+
+
+def status_verdict(record: dict, expected: Expectation) -> Judged:
     observed = record["status"]
     if observed == Status.UNAVAILABLE.value:
         return Judged(Verdict.UNAVAILABLE, record.get("reason") or "unavailable")
@@ -257,7 +308,7 @@ def _signature_mismatch(record: dict, entry: Entry | None) -> str | None:
         return f"error type {entry.error_type}"
     if entry.error_match and not entry.error_match.search(record.get("error_message") or ""):
         return f"an error matching {entry.error_match.pattern!r}"
-    over = {v["metric"] for v in record.get("violations") or []}
+    over = {v["metric"] for v in record.get("violations") or [] if v["metric"] in METRICS}
     if entry.over and over != set(entry.over):
         return f"only {', '.join(entry.over)} over its limit"
     return None

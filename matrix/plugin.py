@@ -19,7 +19,7 @@ import pytest
 from matrix.backends import BACKENDS
 from matrix.cases import Case, SelectionError, expand, in_shard, is_smoke, parse_selection, parse_shard
 from matrix.expectations import PATH as EXPECTATIONS_PATH
-from matrix.expectations import Expectation, ExpectationError, Expectations, Judged, verdict
+from matrix.expectations import Expectation, ExpectationError, Expectations, Judged, fidelity_verdict, verdict
 from matrix.modes import MODES
 from matrix.qspecs import DEFAULT, QSPECS
 from matrix.records import (
@@ -272,6 +272,8 @@ def _finish(record: dict, expected: Expectation, nodeid: str) -> Judged:
     record["nodeid"] = nodeid
     judged = verdict(record, expected)
     record["verdict"] = judged.verdict.value
+    fidelity = fidelity_verdict(record, expected)
+    record["fidelity_verdict"] = fidelity.verdict.value if fidelity else None
     return judged
 
 
@@ -309,6 +311,8 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
 
 def annotate(record: dict, expected: Expectation) -> None:
     record["expected"] = expected.entry.as_dict() if expected.entry else {"status": "pass"}
+    record["expected_fidelity"] = (expected.fidelity_entry.as_dict() if expected.fidelity_entry
+                                   else {"fidelity": expected.fidelity})
     record["documented"] = (
         {"status": expected.claim.status, "claim": expected.claim.text, "source": expected.claim.source}
         if expected.claim else None
@@ -414,7 +418,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     env = read_environment(matrix.run)
     env["model_source_errors"] = matrix.source_errors
     env["stale_expectations"] = [
-        {"entry": e.label, "status": e.status} for e in matrix.stale_expectations()
+        {"entry": e.label, "status": e.status or f"fidelity {e.fidelity}"} for e in matrix.stale_expectations()
     ]
     write_json_atomic(matrix.run / "env.json", env)
     write_report(matrix.run)

@@ -13,7 +13,7 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
-from matrix.vocabulary import LEGACY_VERDICTS, Record, record_problem
+from matrix.vocabulary import LEGACY_VERDICTS, Record, record_problem, split_legacy_judgment
 
 SUITE = Path(__file__).resolve().parent.parent
 # What every run records the version of; each backend and mode adds the packages it declares.
@@ -108,9 +108,10 @@ class TornRecord(UserWarning):
 
 
 def read_records(run: Path) -> list[Record]:
-    """Every record of a run folder, in file order, with the legacy verdict words of older runs
-    translated. A torn last line of a file is dropped with a :class:`TornRecord` warning naming
-    the file and line; a malformed line anywhere else is a :class:`RunError` naming both."""
+    """Every record of a run folder, in file order, with the words of older runs translated
+    (pytest's verdicts; one status judging accuracy and fidelity together, split in two). A
+    torn last line of a file is dropped with a :class:`TornRecord` warning naming the file and
+    line; a malformed line anywhere else is a :class:`RunError` naming both."""
     files = sorted(run.glob("cells*.jsonl"))
     if not files:
         raise RunError(f"{run}: not a run folder (no cells*.jsonl records)")
@@ -134,6 +135,7 @@ def read_records(run: Path) -> list[Record]:
                 raise RunError(f"{path}:{number}: {problem}")
             if record.get("verdict") in LEGACY_VERDICTS:
                 record["verdict"] = LEGACY_VERDICTS[record["verdict"]]
+            split_legacy_judgment(record)
             records.append(record)
     return records
 

@@ -22,7 +22,7 @@ from matrix.modes import MODES
 from matrix.qspecs import QSPECS
 from matrix.schemes import SCHEMES
 from matrix.thresholds import JUDGED, Thresholds, judge
-from matrix.vocabulary import Record, Stage, Status
+from matrix.vocabulary import ACCURACY_METRICS, FIDELITY_METRIC, Fidelity, Record, Stage, Status
 from matrix.watchdog import CellTimeout, time_limit
 from models import BATCH, MODELS, Inputs
 
@@ -46,6 +46,7 @@ def new_record(case: Case) -> Record:
         "op_counts": {},
         "timings": {},
         "seed": stable_seed(case.id),
+        "fidelity": None,
     }
 
 
@@ -143,6 +144,7 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         with clock.stage(Stage.CONVERT), torch.no_grad():
             simulated = in_batches(quantized.simulation, data.evaluation)
         record["simulation"] = quantized.simulation_kind
+        record["simulation_stand_in"] = quantized.stand_in
         deployed = backend.deploy(ctx, quantized.model)
         inspection = deployed.inspection
         record.update(
@@ -164,14 +166,18 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
     violations = judge(metrics, limits)
     record["limits"] = {key: limits[key] for key in JUDGED}
     record["violations"] = [v.as_dict() for v in violations]
-    if violations:
-        record.update(status=Status.INACCURATE.value, reason="; ".join(v.phrase for v in violations))
-    else:
-        record["status"] = Status.PASS.value
+    # Two answers: the status against float (accuracy), the fidelity against the simulation.
+    accuracy = [v for v in violations if v.metric in ACCURACY_METRICS]
+    departure = [v for v in violations if v.metric == FIDELITY_METRIC]
+    record.update(
+        status=(Status.INACCURATE if accuracy else Status.PASS).value,
+        reason="; ".join(v.phrase for v in accuracy) or None,
+        fidelity=(Fidelity.DEPARTS if departure else Fidelity.FAITHFUL).value,
+        fidelity_reason="; ".join(v.phrase for v in departure) or None,
+    )
     if violations or localize_all:
-        over = {v.metric for v in violations}
         with backend.activate():
-            off_simulation_only = "sqnr_db" not in over and "lsb_err_vs_sim" in over
+            off_simulation_only = bool(departure) and not any(v.metric == "sqnr_db" for v in accuracy)
             subject, compared = _localized(deployed, quantized)
             start = worst_batch(simulated if off_simulation_only else reference, output, off_simulation_only)
             record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,

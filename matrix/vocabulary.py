@@ -67,9 +67,27 @@ class Verdict(str, Enum):
     WORSE = "worse"
     BROKEN = "broken"  # the case or the harness failed: no finding at all
     UNAVAILABLE = "unavailable"
+    # Fidelity only: a departure from a stand-in simulation (another tool's recipe re-implemented
+    # in PyTorch) that no entry explains: shown, but no finding about the backend until the
+    # stand-in is checked.
+    UNCONFIRMED = "unconfirmed"
 
 
 VERDICTS = tuple(v.value for v in Verdict)
+
+
+class Fidelity(str, Enum):
+    """A quantized cell's output against the mode's own simulation (the record's ``fidelity``):
+    apart from the status, which judges the output against float."""
+
+    FAITHFUL = "faithful"  # within max_lsb_err_vs_sim steps of the simulation
+    DEPARTS = "departs"  # farther: the kernels do not compute what the recipe simulates
+
+
+FIDELITIES = tuple(f.value for f in Fidelity)
+# The metrics the status is judged by (against float), and the one fidelity is judged by.
+ACCURACY_METRICS = ("sqnr_db", "accuracy_drop")
+FIDELITY_METRIC = "lsb_err_vs_sim"
 # Verdicts that turn a run red.
 SURPRISES = (Verdict.WORSE.value, Verdict.BROKEN.value, Verdict.BETTER.value)
 # Records written before verdicts had words of their own carry pytest's outcome.
@@ -129,7 +147,12 @@ Record = TypedDict("Record", {
     "peak_rss_mb": float,
     "seed": int,
     "nodeid": str,
-    "verdict": str,  # one of VERDICTS
+    "verdict": str,  # one of VERDICTS: the status's against its expectation, or a fidelity surprise
+    "fidelity": "str | None",  # one of FIDELITIES on a quantized cell, else None
+    "fidelity_reason": "str | None",  # the departure: steps against the limit
+    "fidelity_verdict": "str | None",  # one of VERDICTS: the fidelity's against its expectation
+    "simulation_stand_in": bool,
+    "expected_fidelity": dict[str, Any],  # the simulation re-implements another tool's recipe in PyTorch
     "expected": dict[str, Any],
     "documented": dict[str, Any],
 }, total=False)
@@ -152,4 +175,24 @@ def record_problem(record: object) -> str | None:
     verdict = record.get("verdict")
     if verdict is not None and verdict not in VERDICTS and verdict not in LEGACY_VERDICTS:
         return f"unknown verdict {verdict!r} (known: {', '.join(VERDICTS)})"
+    fidelity = record.get("fidelity")
+    if fidelity is not None and fidelity not in FIDELITIES:
+        return f"unknown fidelity {fidelity!r} (known: {', '.join(FIDELITIES)})"
     return None
+
+
+def split_legacy_judgment(record: dict) -> None:
+    """A quantized record written when one status judged both accuracy and fidelity (no
+    ``fidelity`` field, structured ``violations``) in today's words: the status by the accuracy
+    violations alone, the fidelity by the simulation's. A record without structured
+    violations is left as it was."""
+    if "fidelity" in record or record.get("status") not in QUANTIZED or not isinstance(record.get("violations"), list):
+        return
+    violations = record["violations"]
+    accuracy = [v for v in violations if v.get("metric") in ACCURACY_METRICS]
+    departure = [v for v in violations if v.get("metric") == FIDELITY_METRIC]
+    phrases = [p.strip() for p in (record.get("reason") or "").split(";") if p.strip()]
+    record["status"] = Status.INACCURATE.value if accuracy else Status.PASS.value
+    record["fidelity"] = (Fidelity.DEPARTS if departure else Fidelity.FAITHFUL).value
+    record["fidelity_reason"] = next((p for p in phrases if p.startswith(FIDELITY_METRIC)), None) if departure else None
+    record["reason"] = "; ".join(p for p in phrases if not p.startswith(FIDELITY_METRIC)) or None

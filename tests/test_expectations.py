@@ -1,6 +1,6 @@
 import pytest
 
-from matrix.expectations import Expectation, ExpectationError, Expectations, verdict
+from matrix.expectations import Expectation, ExpectationError, Expectations, fidelity_verdict, verdict
 
 TEXT = '''
 [[claim]]
@@ -141,8 +141,7 @@ def test_a_docs_claim_speaks_only_of_pytorch_engines_with_their_default_qconfig(
 CPU_ENTRY = """
 [[expect]]
 cases = ["*-inductor"]
-status = "inaccurate"
-over = ["lsb_err_vs_sim"]
+fidelity = "departs"
 at_worst = true
 cpu_lacks = ["avx512_vnni"]
 reason = "u8s8 saturation without VNNI"
@@ -156,28 +155,62 @@ def test_a_cpu_cause_holds_only_on_a_cpu_without_the_feature(tmp_path):
     without = Expectations(Expectations.load(path).entries, path, cpu=frozenset({"avx2"}))
     with_vnni = Expectations(without.entries, path, cpu=frozenset({"avx2", "avx512_vnni"}))
     unknown = Expectations(without.entries, path, cpu=frozenset())
-    assert without.lookup("mlp-pt2e-ptq_static-inductor", False).status == "inaccurate"
-    assert with_vnni.lookup("mlp-pt2e-ptq_static-inductor", False).status == "pass"
-    assert unknown.lookup("mlp-pt2e-ptq_static-inductor", False).status == "pass", "an unknown CPU proves nothing"
+    assert without.lookup("mlp-pt2e-ptq_static-inductor", False).fidelity == "departs"
+    assert with_vnni.lookup("mlp-pt2e-ptq_static-inductor", False).fidelity == "faithful"
+    assert unknown.lookup("mlp-pt2e-ptq_static-inductor", False).fidelity == "faithful", "an unknown CPU proves nothing"
+    assert without.lookup("mlp-pt2e-ptq_static-inductor", False).status == "pass", "a fidelity entry says no status"
 
 
-def test_over_and_at_worst_shape_the_verdict(tmp_path):
+def ran(status: str, *over: str, fidelity: str | None = None, stand_in: bool = False) -> dict:
+    """A quantized record over the limits of ``over``, with its fidelity judged from them."""
+    departs = "lsb_err_vs_sim" in over
+    return {**record(status), "violations": [{"metric": m, "value": 0.0, "limit": 1.0} for m in over],
+            "fidelity": fidelity or ("departs" if departs else "faithful"),
+            "fidelity_reason": "lsb_err_vs_sim 20.0 > 8.0" if departs else None, "simulation_stand_in": stand_in}
+
+
+def test_status_and_fidelity_are_two_verdicts_and_a_fidelity_surprise_turns_the_cell(tmp_path):
     path = tmp_path / "expectations.toml"
     path.write_text(CPU_ENTRY)
     known = Expectations(Expectations.load(path).entries, path, cpu=frozenset({"avx2"})).lookup("m-inductor", False)
+    nothing = Expectations([], path).lookup("m-inductor", False)
+    assert verdict(ran("pass", "lsb_err_vs_sim"), known).verdict == "as_expected"
+    assert fidelity_verdict(ran("pass", "lsb_err_vs_sim"), known).verdict == "known"
+    assert fidelity_verdict(ran("pass"), known).verdict == "as_expected", "the cause did not strike: fine"
+    both = ran("inaccurate", "sqnr_db", "lsb_err_vs_sim")
+    assert verdict(both, known).verdict == "worse", "accuracy is not its cause"
+    unexplained = verdict(ran("pass", "lsb_err_vs_sim"), nothing)
+    assert unexplained.verdict == "worse"
+    assert "departs from its simulation: lsb_err_vs_sim 20.0 > 8.0" in unexplained.message
+    stand_in = ran("pass", "lsb_err_vs_sim", stand_in=True)
+    assert fidelity_verdict(stand_in, nothing).verdict == "unconfirmed"
+    assert verdict(stand_in, nothing).verdict == "as_expected", "a stand-in's departure is no finding about the backend"
+    assert fidelity_verdict(record("fail"), nothing) is None, "a cell that did not run has no fidelity"
 
-    def inaccurate(*metrics):
-        return {**record("inaccurate"), "violations": [{"metric": m, "value": 0.0, "limit": 1.0} for m in metrics]}
 
-    assert verdict(inaccurate("lsb_err_vs_sim"), known).verdict == "known"
-    assert verdict(inaccurate("sqnr_db", "lsb_err_vs_sim"), known).verdict == "worse", "SQNR too is not the cause"
-    assert verdict(record("pass"), known).verdict == "as_expected", "the cause did not strike: fine"
-    assert verdict(record("not_quantized"), known).verdict == "worse"
+def test_a_departure_that_is_gone_is_better_than_expected(tmp_path):
+    path = tmp_path / "expectations.toml"
+    path.write_text(CPU_ENTRY.replace("at_worst = true\n", ""))
+    known = Expectations(Expectations.load(path).entries, path, cpu=frozenset({"avx2"})).lookup("m-inductor", False)
+    assert verdict(ran("pass"), known).verdict == "better"
+    assert verdict(ran("inaccurate", "sqnr_db"), known).verdict == "worse", "a status surprise comes first"
+
+
+def test_over_names_the_accuracy_metrics_an_inaccurate_cell_is_over(tmp_path):
+    path = tmp_path / "expectations.toml"
+    path.write_text(CPU_ENTRY.replace('fidelity = "departs"', 'status = "inaccurate"\nover = ["sqnr_db"]')
+                    .replace("at_worst = true\n", ""))
+    known = Expectations(Expectations.load(path).entries, path, cpu=frozenset({"avx2"})).lookup("m-inductor", False)
+    assert verdict(ran("inaccurate", "sqnr_db"), known).verdict == "known"
+    assert verdict(ran("inaccurate", "sqnr_db", "accuracy_drop"), known).verdict == "worse"
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    (CPU_ENTRY.replace('over = ["lsb_err_vs_sim"]', 'over = ["snr"]'), "unknown metrics"),
-    (CPU_ENTRY.replace('status = "inaccurate"', 'status = "fail"'), "'over' is for status 'inaccurate'"),
+    (CPU_ENTRY.replace('fidelity = "departs"', 'status = "inaccurate"\nover = ["lsb_err_vs_sim"]'), "unknown metrics"),
+    (CPU_ENTRY.replace('fidelity = "departs"', 'status = "fail"\nover = ["sqnr_db"]'),
+     "'over' is for status 'inaccurate'"),
+    (CPU_ENTRY.replace('fidelity = "departs"', 'fidelity = "drifts"'), "unknown fidelity 'drifts'"),
+    (CPU_ENTRY.replace('fidelity = "departs"\n', ""), "'status' is required \\(or 'fidelity'\\)"),
     (CPU_ENTRY.replace("at_worst = true", 'at_worst = "yes"'), "'at_worst' must be true or false"),
     (CPU_ENTRY.replace('cpu_lacks = ["avx512_vnni"]', 'cpu_lacks = "avx512_vnni"'), "'cpu_lacks' must be a list"),
 ])
@@ -191,7 +224,7 @@ def test_malformed_cpu_and_metric_keys_name_the_entry(tmp_path, text, message):
 
 def test_a_cause_that_may_strike_bears_only_on_cells_otherwise_expected_to_pass(tmp_path):
     path = tmp_path / "expectations.toml"
-    path.write_text(CPU_ENTRY + """
+    path.write_text(CPU_ENTRY.replace('fidelity = "departs"', 'status = "inaccurate"') + """
 [[claim]]
 cases = ["op_lstm-*"]
 status = "not_quantized"

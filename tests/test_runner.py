@@ -29,11 +29,13 @@ def mode(quantize):
     return Mode("stand_in", "", reaches=lambda b: b.name == "stand_in", schemes=("ptq_static",), quantize=quantize)
 
 
-def backend(quantized_ops=1, noise=0.0, reason=None):
+def backend(quantized_ops=1, noise=0.0, reason=None, spike=0.0):
     def deploy(ctx, model):
         def run(x):
             out = model(x)
-            return out + noise * torch.ones_like(out)
+            bump = torch.zeros_like(out)
+            bump.view(-1)[0] = spike  # one output far off: many steps from the simulation, little to SQNR
+            return out + noise * torch.ones_like(out) + bump
         return Deployed(run, Inspection(quantized={"QLinear": quantized_ops} if quantized_ops else {}))
     return Backend("stand_in", "test", "", deploy=deploy, unavailable_check=lambda: reason)
 
@@ -143,3 +145,34 @@ def test_the_worst_batch_is_the_one_localized():
     assert worst_batch(expected, noisy, by_distance=False) == 2 * BATCH
     far[0, 0] = float("nan")
     assert worst_batch(expected, far, by_distance=True) == 0
+
+
+class OnGrid(nn.Module):
+    """The model's output rounded to a grid of 256 steps over ``span``: a simulation's output."""
+
+    def __init__(self, model: nn.Module, span: float = 4.0):
+        super().__init__()
+        self.model, self.step = model, span / 256
+
+    def forward(self, x):
+        return torch.round(self.model(x) / self.step) * self.step
+
+
+def simulated_on_a_grid(ctx):
+    with ctx.clock.stage(Stage.CONVERT):
+        return Quantized(ctx.float_model, OnGrid(ctx.float_model), "a grid")
+
+
+def test_accuracy_and_fidelity_are_judged_apart(monkeypatch):
+    # One output 0.5 off: within SQNR against float over the whole batch, many steps from the simulation.
+    record = run(monkeypatch, quantize=simulated_on_a_grid, the_backend=backend(spike=0.5))
+    assert record["metrics"]["sqnr_db"] >= record["limits"]["min_sqnr_db"]
+    assert record["metrics"]["lsb_err_vs_sim"] > record["limits"]["max_lsb_err_vs_sim"]
+    assert (record["status"], record["fidelity"]) == ("pass", "departs")
+    assert record["reason"] is None and record["fidelity_reason"].startswith("lsb_err_vs_sim")
+    assert record["divergence"]["summary"], "a departure is localized like an inaccurate cell"
+    faithful = run(monkeypatch, quantize=simulated_on_a_grid)
+    assert (faithful["status"], faithful["fidelity"]) == ("pass", "faithful")
+    far = run(monkeypatch, the_backend=backend(noise=10.0))
+    assert (far["status"], far["fidelity"]) == ("inaccurate", "departs")
+    assert run(monkeypatch, the_backend=backend(quantized_ops=0))["fidelity"] is None

@@ -205,3 +205,31 @@ def test_a_record_outside_the_vocabulary_is_named_with_its_line(tmp_path, capsys
     assert main(["report", str(run)]) == 2
     assert f"cells-gw0.jsonl:2: {named}" in capsys.readouterr().err
     assert not (run / "report.html").exists()
+
+
+def test_a_record_judged_by_one_status_reads_as_two_judgments_and_the_report_counts_both(tmp_path):
+    from matrix.records import read_records
+
+    departs = [{"metric": "lsb_err_vs_sim", "value": 20.0, "limit": 8.0}]
+    run = write_run(tmp_path, "old", [
+        cell("a", "inaccurate", reason="lsb_err_vs_sim 20.0 > 8.0", violations=departs),
+        cell("b", "inaccurate", 10.0, reason="sqnr_db 10.0 < 15.0; lsb_err_vs_sim 20.0 > 8.0",
+             violations=[{"metric": "sqnr_db", "value": 10.0, "limit": 15.0}, *departs]),
+        cell("c", "pass", violations=[]),
+        cell("d", "inaccurate", reason="sqnr_db 9 < 15"),  # older still: no structured violations
+    ])
+    found = {r["model"]: r for r in read_records(run)}
+    assert (found["a"]["status"], found["a"]["fidelity"], found["a"]["reason"]) == ("pass", "departs", None)
+    assert found["a"]["fidelity_reason"] == "lsb_err_vs_sim 20.0 > 8.0"
+    assert (found["b"]["status"], found["b"]["fidelity"], found["b"]["reason"]) == ("inaccurate", "departs",
+                                                                                    "sqnr_db 10.0 < 15.0")
+    assert (found["c"]["status"], found["c"]["fidelity"]) == ("pass", "faithful")
+    assert (found["d"]["status"], found["d"].get("fidelity")) == ("inaccurate", None), "nothing to split it by"
+    assert main(["report", str(run)]) == 0
+    text = (run / "report.md").read_text()
+    assert "of them 2 pass (1 of them depart from their simulation)" in text
+    assert "faithful 1, departs 2" in text
+    section = text.split("## Fidelity to the simulation")[1].split("\n## ")[0]
+    assert "a-fx-ptq_static-x86" in section and "b-fx-ptq_static-x86" in section and "c-fx" not in section
+    page = (run / "report.html").read_text()
+    assert 'id="fidelity"' in page and 'data-axis="fidelity"' in page

@@ -139,7 +139,7 @@ def quantize(ctx: CellContext) -> Quantized:
         else:
             bits = 16 if int16_activations(ctx.qspec) else 8
             simulation, kind = simulation_for(ctx, bits)
-    return Quantized(TFLiteModel(content, channels_last=True), simulation, kind,
+    return Quantized(TFLiteModel(content, channels_last=True), simulation, kind, stand_in=not ctx.scheme.trains,
                      float_artifact=lambda: float_tflite(float_twin))
 
 

@@ -62,7 +62,7 @@ def quantize_litert_recipe(ctx: CellContext) -> Quantized:
         ctx.handoff[QUANT_CONFIG] = getattr(quant_recipes, LITERT_RECIPES[ctx.scheme.name])()
     with ctx.clock.stage(Stage.CONVERT):
         simulation, kind = simulation_for(ctx)
-    return Quantized(copy.deepcopy(ctx.float_model).eval(), simulation, kind)
+    return Quantized(copy.deepcopy(ctx.float_model).eval(), simulation, kind, stand_in=True)
 
 
 def quantize_aeq(ctx: CellContext) -> Quantized:
@@ -91,7 +91,7 @@ def quantize_aeq(ctx: CellContext) -> Quantized:
     with ctx.clock.stage(Stage.CONVERT):
         result = quantizing.quantize(statistics, enable_progress_report=False)
         simulation, kind = simulation_for(ctx, bits)
-    return Quantized(TFLiteModel(bytes(result.quantized_model)), simulation, kind,
+    return Quantized(TFLiteModel(bytes(result.quantized_model)), simulation, kind, stand_in=True,
                      float_artifact=lambda: TFLiteModel(float_tflite))
 
 

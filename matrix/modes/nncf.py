@@ -102,7 +102,7 @@ def quantize(ctx: CellContext) -> Quantized:
         simulation = nncf_.quantize(copy.deepcopy(float_model), nncf_.Dataset([tuple(b) for b in batches])).eval()
     return Quantized(OpenVinoModel(ov_model), simulation,
                      "NNCF's quantization of the PyTorch module (same algorithm and calibration), run in PyTorch",
-                     float_artifact=float_artifact)
+                     float_artifact=float_artifact, stand_in=True)
 
 
 def _onnx_artifact(content: bytes) -> OpenVinoModel:

@@ -84,7 +84,8 @@ def quantize(ctx: CellContext) -> Quantized:
                 quantize_dynamic(str(prepared), str(quantized), per_channel=per_channel)
                 model = OnnxModel(quantized.read_bytes())
                 return Quantized(model, dynamic_simulation(copy.deepcopy(ctx.float_model).eval()),
-                                 "PyTorch's dynamic simulation: weights QDQ, linear inputs fake-quantized per call")
+                                 "PyTorch's dynamic simulation: weights QDQ, linear inputs fake-quantized per call",
+                                 stand_in=True)
             model = OnnxModel(quantize_static(prepared, quantized, ctx, qoperator, per_channel))
             simulation = model if not qoperator else OnnxModel(
                 quantize_static(prepared, Path(folder) / "qdq.onnx", ctx, False, per_channel))

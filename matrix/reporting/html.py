@@ -22,17 +22,17 @@ from matrix.reporting.compare import RunDiff
 from matrix.reporting.tables import MEANINGS, VERDICT_TEXT, VERDICT_WORD
 from matrix.reporting.values import Chip, Chips, Command, NoPath, Tally, db, missing, reproduce, short
 from matrix.runs import Run as RunFolder
-from matrix.vocabulary import AXES, NOT_APPLICABLE, QUANTIZED, STATUSES, VERDICTS
+from matrix.vocabulary import AXES, FIDELITIES, NOT_APPLICABLE, QUANTIZED, STATUSES, VERDICTS
 
 ASSETS = Path(__file__).resolve().parent.parent / "html_assets"
 # Symbols that common text fonts carry (the Markdown report's emoji need an emoji font).
 SYMBOLS = {"pass": "✓", "inaccurate": "≈", "not_quantized": "○", "fail": "✗", "crash": "↯", "timeout": "◷",
            "unavailable": "⊘", "error": "⚙"}
-FILTER_AXES = ("status", "verdict", *AXES)
+FILTER_AXES = ("status", "verdict", "fidelity", *AXES)
 SECTIONS = (("summary", "Summary"), ("mode-support", "Mode support"), ("operator-support", "Operators"),
             ("per-model", "Per model"), ("documented", "Docs vs observed"), ("failures", "Failures"),
-            ("error-split", "Error split"), ("expectations", "Expectations"), ("cells", "All cells"),
-            ("legend", "Legend"))
+            ("error-split", "Error split"), ("fidelity", "Fidelity"), ("expectations", "Expectations"),
+            ("cells", "All cells"), ("legend", "Legend"))
 
 
 def _sym(status: str) -> str:
@@ -124,7 +124,20 @@ def header(env: dict, run: tables.Run) -> str:
 {counts.get('error', 0)} are not counted; {len(df)} cells in all)</span></p>
 <div class="statusbar">{bar}</div><p>{chips}</p>
 <p class="muted">Against expectations: {against or 'no verdicts recorded'}. Click a count to filter.</p>
+{fidelity_line(run)}
 </div>{environment(env)}</header>"""
+
+
+def fidelity_line(run: tables.Run) -> str:
+    """The quantized cells by fidelity to their simulation, each count a filter."""
+    found = tables.fidelity_counts(run)
+    if not found["faithful"] and not found["departs"]:
+        return ""
+    verdicts = "".join(f"; {_e(VERDICT_TEXT.get(v, v))} {found[f'departs {v}']}" for v in VERDICTS
+                       if found.get(f"departs {v}"))
+    return (f'<p class="muted">Fidelity to the simulation: <a data-filter="fidelity" data-value="faithful">faithful '
+            f'{found["faithful"]}</a> · <a data-filter="fidelity" data-value="departs">departs {found["departs"]}</a>'
+            f' ({found["pass departs"]} of them pass{verdicts}).</p>')
 
 
 def run_title(env: dict) -> str:
@@ -150,7 +163,8 @@ def filter_bar(run: tables.Run, sections: str) -> str:
     selects = []
     for axis in FILTER_AXES:
         counts = Counter(run.df[axis].dropna())
-        order = {"status": STATUSES, "verdict": VERDICTS}.get(axis) or run.order.get(axis) or sorted(counts)
+        order = {"status": STATUSES, "verdict": VERDICTS, "fidelity": FIDELITIES}.get(axis) or run.order.get(axis) \
+            or sorted(counts)
         values = [v for v in order if v in counts] + sorted(v for v in counts if v not in order)
         options = "".join(f'<option value="{_e(v)}">{_e(VERDICT_TEXT.get(v, v) if axis == "verdict" else v)} '
                           f"({counts[v]})</option>" for v in values)
@@ -294,6 +308,15 @@ def _number(value: object, db_: bool = False, over: bool = False) -> str:
     return f'<td class="num{" over" if over else ""}" data-v="{value}">{shown}</td>'
 
 
+def departures(run: tables.Run, positions: dict[str, int]) -> str:
+    found = tables.departures(run)
+    body = keyed_table(found, positions) if len(found) else "<p><i>none</i></p>"
+    return _section("fidelity", "Fidelity to the simulation",
+                    "Quantized cells more than <code>max_lsb_err_vs_sim</code> steps from the mode's own simulation, "
+                    "whatever their accuracy against float: the kernels do not compute what the recipe simulates. "
+                    "A departure from a stand-in simulation is unconfirmed until the stand-in is checked.", body)
+
+
 def expectations(run: tables.Run, env: dict, positions: dict[str, int]) -> str:
     surprising, known = tables.surprises(run), tables.known_outcomes(run)
     stale = env.get("stale_expectations") or []
@@ -319,9 +342,11 @@ def cells(run: tables.Run) -> str:
             f"<td class=\"verdict\">{_e(VERDICT_WORD.get(r['verdict'], r['verdict']))}</td>"
             f'<td>{_e(r["stage"])}</td><td class="text" title="{_e(error)}">{_e(error)}</td>'
             f"{_number(r['sqnr_db'], db_=True)}{_number(r['sqnr_sim_db'], db_=True)}{_number(r['lsb_err_vs_sim'])}"
+            f"<td>{_e(r['fidelity'] or '')}</td>"
             f"{_count(r['quantized_ops'])}"
             f'<td class="num" data-v="{r["seconds"]}">{r["seconds"]:.2f}</td></tr>')
-    columns = [*axes, "status", "verdict", "stage", "error / reason", "SQNR dB", "sim dB", "LSB vs sim", "q ops", "s"]
+    columns = [*axes, "status", "verdict", "stage", "error / reason", "SQNR dB", "sim dB", "LSB vs sim", "fidelity",
+               "q ops", "s"]
     body = f'<table class="sortable filterable" id="cell-table">{_th(columns)}<tbody>{"".join(rows)}</tbody></table>'
     return _section("cells", "All cells",
                     "Every cell of the run. Click a column to sort, a row for its whole record (stage, error, "
@@ -369,7 +394,7 @@ def render_html(env: dict, records: list[dict]) -> str:
                         "PT2E, eager to FX) and the QAT model exported without convert; per model the outcome, or "
                         "the stage where the path breaks.", tables.conversion_paths(run)),
         documented(run, positions), failures(run),
-        error_split(run), expectations(run, env, positions), cells(run), legend(),
+        error_split(run), departures(run, positions), expectations(run, env, positions), cells(run), legend(),
     ])
     top = header(env, run)
     body = f'{top}{filter_bar(run, top + sections)}<main>{sections}</main><aside id="record" hidden></aside>'

@@ -123,6 +123,13 @@ def environment_section(env: dict, run: tables.Run) -> str:
         + f". Pass rate over the {applicable} applicable cells: **{rate}** "
         f"(unavailable {counts.get('unavailable', 0)} and error {counts.get('error', 0)} not counted)."
     )
+    fidelity = tables.fidelity_counts(run)
+    if fidelity["faithful"] or fidelity["departs"]:
+        lines.append(f"- of them {counts.get('pass', 0)} pass ({fidelity['pass departs']} of them depart from their "
+                     f"simulation); fidelity of the {fidelity['faithful'] + fidelity['departs']} quantized cells: "
+                     f"faithful {fidelity['faithful']}, departs {fidelity['departs']}"
+                     + "".join(f"; {tables.VERDICT_TEXT.get(v, v)} {fidelity[f'departs {v}']}" for v in VERDICTS
+                               if fidelity.get(f"departs {v}")))
     verdicts = Counter(run.df["verdict"].fillna("none"))
     lines.append("- against expectations: " + ", ".join(
         f"{tables.VERDICT_TEXT.get(v, v)} {n}" for v, n in sorted(verdicts.items(), key=_verdict_order)))
@@ -233,6 +240,11 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         "and the run found another.\n\n" + table(tables.documented_vs_observed(run)),
         "## Failures by signature\n\n" + failures(run),
         "## Error split: recipe versus backend\n\n" + error_split(run),
+        "## Fidelity to the simulation\n\nQuantized cells whose output is more than `max_lsb_err_vs_sim` "
+        "quantization steps from the mode's own simulation, whatever their accuracy against float: the kernels "
+        "do not compute what the recipe simulates. A departure from a stand-in simulation (another tool's "
+        "recipe re-implemented in PyTorch) is unconfirmed until the stand-in is checked.\n\n"
+        + table(tables.departures(run)),
         "## Surprises\n\nCells worse than expected (pytest failed) or better (xpass).\n\n"
         + table(tables.surprises(run)),
         "## Known outcomes\n\nAccepted non-pass outcomes, each with its reason and source.\n\n"

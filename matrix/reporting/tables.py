@@ -5,25 +5,27 @@ renderers show the same tables."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import pandas as pd
 
 from matrix.reporting.values import NO_PATH, Chip, Chips, Tally, db, missing, ordered, reproduce, short
-from matrix.vocabulary import AXES, FAILED, NOT_APPLICABLE, QUANTIZED, SURPRISES, Verdict
+from matrix.vocabulary import AXES, FAILED, NOT_APPLICABLE, QUANTIZED, SURPRISES, Fidelity, Verdict
 
 TEXT_COLUMNS = ("model", "kind", "mode", "scheme", "qspec", "backend", "stage", "error_type", "error_message",
-                "reason", "verdict", "nodeid", "divergence")
+                "reason", "verdict", "nodeid", "divergence", "fidelity", "fidelity_reason", "fidelity_verdict")
 METRIC_COLUMNS = ("sqnr_db", "sqnr_sim_db", "lsb_err_vs_sim", "top1_agree", "accuracy", "float_accuracy")
 DEFAULT_QSPEC = "default"
 # The verdicts in words, for the tables that name them.
 VERDICT_TEXT = {Verdict.AS_EXPECTED.value: "as expected", Verdict.KNOWN.value: "as expected (known)",
                 Verdict.BETTER.value: "better than expected", Verdict.WORSE.value: "worse than expected",
-                Verdict.BROKEN.value: "broken case or harness", Verdict.UNAVAILABLE.value: "unavailable"}
+                Verdict.BROKEN.value: "broken case or harness", Verdict.UNAVAILABLE.value: "unavailable",
+                Verdict.UNCONFIRMED.value: "departs from a stand-in simulation (unconfirmed)"}
 # The same in a word, for the table of all cells.
 VERDICT_WORD = {Verdict.AS_EXPECTED.value: "as expected", Verdict.KNOWN.value: "known",
                 Verdict.BETTER.value: "better", Verdict.WORSE.value: "worse", Verdict.BROKEN.value: "broken",
-                Verdict.UNAVAILABLE.value: "unavailable"}
+                Verdict.UNAVAILABLE.value: "unavailable", Verdict.UNCONFIRMED.value: "unconfirmed"}
 MEANINGS = {
     "pass": "every stage ran, quantized ops in the deployed artifact, error within the thresholds",
     "inaccurate": "ran and quantized, but an error metric is over its threshold",
@@ -83,6 +85,9 @@ def frame(records: list[dict]) -> pd.DataFrame:
             "status": r["status"], "stage": r.get("stage"), "error_type": r.get("error_type"),
             "error_message": r.get("error_message"), "reason": r.get("reason"),
             "verdict": r.get("verdict"), "nodeid": r.get("nodeid"),
+            "fidelity": r.get("fidelity"), "fidelity_reason": r.get("fidelity_reason"),
+            "fidelity_verdict": r.get("fidelity_verdict"), "stand_in": bool(r.get("simulation_stand_in")),
+            "expected_fidelity": r.get("expected_fidelity"),
             "divergence": divergence_summary(r.get("divergence")),
             "documented": r.get("documented"), "expected": r.get("expected"),
             "limits": r.get("limits"),
@@ -91,6 +96,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
             **{k: metrics.get(k) for k in METRIC_COLUMNS},
         })
     columns = ["case_id", *AXES, "status", "stage", "error_type", "error_message", "reason", "verdict", "nodeid",
+               "fidelity", "fidelity_reason", "fidelity_verdict", "stand_in", "expected_fidelity",
                "divergence", "documented", "expected", "limits", "quantized_ops", "float_ops", "seconds",
                *METRIC_COLUMNS]
     df = pd.DataFrame(rows, columns=columns).sort_values("case_id", kind="stable").reset_index(drop=True)
@@ -115,12 +121,40 @@ def chip(row: pd.Series, cell: int | None = None) -> Chip:
 
 
 def observed(row: pd.Series) -> Chip:
-    """A cell's status by name, with where and how it failed, or why it did not pass."""
+    """A cell's status by name, with where and how it failed, or why it did not pass, and its
+    departure from its simulation."""
     if row["stage"]:
         return Chip(row["status"], f"at {row['stage']}: {row['error_type']}: {short(row['error_message'])}", True)
-    if row["reason"]:
-        return Chip(row["status"], f"({short(row['reason'])})", True)
-    return Chip(row["status"], "", True)
+    notes = [f"({short(row['reason'])})"] if row["reason"] else []
+    if row["fidelity"] == Fidelity.DEPARTS.value:
+        notes.append(f"departs from its {'stand-in ' if row['stand_in'] else ''}simulation: {row['fidelity_reason']}")
+    return Chip(row["status"], "; ".join(notes), True)
+
+
+def departures(run: Run) -> pd.DataFrame:
+    """Quantized cells whose output leaves the mode's own simulation: the steps against the limit,
+    the first layer where it leaves, and whether that is known (with its reason), new, or from a
+    stand-in simulation (unconfirmed)."""
+    picked = run.df[run.df["fidelity"] == Fidelity.DEPARTS.value]
+    rows = []
+    for _, r in picked.iterrows():
+        expected = r["expected_fidelity"] if isinstance(r["expected_fidelity"], dict) else {}
+        rows.append({"cell": r["case_id"], "status": Chip(r["status"], word=True),
+                     "departure": r["fidelity_reason"] or "", "first divergence": r["divergence"] or "",
+                     "verdict": VERDICT_TEXT.get(r["fidelity_verdict"], r["fidelity_verdict"] or ""),
+                     "simulation": "stand-in" if r["stand_in"] else "the mode's own",
+                     "reason": short(expected.get("reason"), 300) if expected.get("fidelity") == "departs" else ""})
+    return pd.DataFrame(rows)
+
+
+def fidelity_counts(run: Run) -> dict[str, int]:
+    """Quantized cells by fidelity, and the departures by verdict."""
+    quantized = run.df[run.df["fidelity"].notna()]
+    departs = quantized[quantized["fidelity"] == Fidelity.DEPARTS.value]
+    counts = {"faithful": int((quantized["fidelity"] == Fidelity.FAITHFUL.value).sum()), "departs": len(departs)}
+    counts.update({f"departs {v}": n for v, n in Counter(departs["fidelity_verdict"].dropna()).items()})
+    counts["pass departs"] = int((departs["status"] == "pass").sum())
+    return counts
 
 
 def _by_backend(run: Run, df: pd.DataFrame, keys: list[str], cell) -> pd.DataFrame:
@@ -235,7 +269,8 @@ def details(run: Run) -> pd.DataFrame:
                 f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"]),
             "sqnr dB": "" if missing(r["sqnr_db"]) else db(r["sqnr_db"]),
             "sim dB": "" if missing(r["sqnr_sim_db"]) else db(r["sqnr_sim_db"]),
-            "lsb vs sim": number(r["lsb_err_vs_sim"]), "top1": number(r["top1_agree"]),
+            "lsb vs sim": number(r["lsb_err_vs_sim"]), "fidelity": r["fidelity"] or "",
+            "top1": number(r["top1_agree"]),
             "acc": number(r["accuracy"], 3), "q ops": "" if missing(r["quantized_ops"]) else int(r["quantized_ops"]),
             "float ops": "" if missing(r["float_ops"]) else int(r["float_ops"]), "s": r["seconds"],
             "first divergence": r["divergence"] or "",
