@@ -24,19 +24,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from matrix.formats.graph import owners
 from matrix.formats.layers import MODEL_OUTPUT, as_tensor
 from matrix.metrics import lsb_error, sqnr_db
 
 # Wrappers the modes put around a float model (eager's QuantWrapper) and the attribute
 # holding the model inside.
 WRAPPER_PREFIXES = ("module.",)
-QDQ_NAMESPACES = ("quantized_decomposed", "torchao")
-# FX's observer and fake-quant modules, and its reference model's quantize/dequantize calls.
-FX_OBSERVER_PREFIX = "activation_post_process"
-QDQ_CALLS = ("quantize_per_tensor", "quantize_per_channel", "dequantize")
 WHOLE_MODEL = " (the whole model)"
-# The input check ``torch.export`` puts in the module it returns: no layer.
-GUARD = "_guards_fn"
 # The layer that stands for the ops between the last layer and the model's output.
 OUTPUT_AFTER = "the output, after "
 
@@ -143,66 +138,19 @@ def hooked_outputs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[s
     return outputs
 
 
-def _quantizes(node: torch.fx.Node) -> bool:
-    """A node that only quantizes (or observes) its input's value."""
-    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
-    if node.op == "call_module":
-        return str(node.target).startswith(FX_OBSERVER_PREFIX)
-    if node.op == "call_function":
-        return str(node.target).startswith(QDQ_NAMESPACES) or target in QDQ_CALLS
-    return node.op == "call_method" and target in QDQ_CALLS
-
-
-def _module_path(node: torch.fx.Node, owners: dict[torch.fx.Node, str]) -> str | None:
-    if _quantizes(node):
-        source = node.args[0] if node.args else None
-        return owners.get(source) if isinstance(source, torch.fx.Node) else None
-    if node.op == "call_module":
-        return str(node.target)
-    stack = node.meta.get("nn_module_stack")
-    if stack:
-        path = list(stack.values())[-1][0]
-        return path or None
-    return None
-
-
-def _owners(model: torch.fx.GraphModule) -> dict[torch.fx.Node, str]:
-    """The module path each node computes for, in graph order (a quantize/dequantize node or an
-    FX observer, the module of the value it quantizes)."""
-    owners: dict[torch.fx.Node, str] = {}
-    for node in model.graph.nodes:
-        computes = node.op in ("call_function", "call_method") or (node.op == "call_module" and node.target != GUARD)
-        path = _module_path(node, owners) if computes else None
-        if path:
-            owners[node] = path
-    return owners
-
-
-def last_nodes(model: torch.fx.GraphModule) -> dict[str, torch.fx.Node]:
-    """Each module's last node computing a tensor, by module path, in graph order (read from
-    the graph, not run: a node known not to compute a tensor is left out)."""
-    last: dict[str, torch.fx.Node] = {}
-    for node, path in _owners(model).items():
-        value = node.meta.get("val", None)
-        if value is None or isinstance(value, torch.Tensor) or _quantizes(node):
-            last.pop(path, None)
-            last[path] = node
-    return last
-
-
 def graph_outputs(model: torch.fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
     """For an FX graph (``torch.export``'s or FX's): the last value computed by each module's
     nodes, a ``call_module`` node counting for its module."""
-    owners = _owners(model)
+    owned = owners(model)
     outputs: dict[str, torch.Tensor] = {}
 
     class Recorder(torch.fx.Interpreter):
         def run_node(self, node: torch.fx.Node) -> object:
             value = super().run_node(node)
-            tensor = as_tensor(value) if node in owners else None
+            tensor = as_tensor(value) if node in owned else None
             if tensor is not None:
-                outputs.pop(owners[node], None)
-                outputs[owners[node]] = tensor
+                outputs.pop(owned[node], None)
+                outputs[owned[node]] = tensor
             return value
 
     with torch.no_grad():

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import torch
 
+from matrix.formats.graph import GUARD, QDQ_NAMESPACES, last_nodes
 from matrix.formats.layers import CHANGES_OUTPUT, LayerOutputs, as_tensor, output_unchanged, read_exposed
-from matrix.localize import GUARD, QDQ_NAMESPACES, Outputs, last_nodes
 
 
 class CompiledGraph:
@@ -60,7 +60,7 @@ class CompiledGraph:
                 found.unread[path] = "the backend returned zeros where the graph run in PyTorch does not"
 
     def _exposed(self, layers: dict[str, tuple[torch.fx.Node, torch.fx.Node | None]],
-                 inputs: tuple[torch.Tensor, ...], expected: torch.Tensor) -> Outputs | str:
+                 inputs: tuple[torch.Tensor, ...], expected: torch.Tensor) -> dict[str, torch.Tensor] | str:
         """The values of ``layers`` from a copy that outputs them too, or why there are none: the
         copy did not compile or run (the error), or its own output is no longer ``expected``."""
         try:
