@@ -10,7 +10,7 @@ from pathlib import Path
 from matrix.records import RunError, read_environment, read_records, write_json_atomic
 
 # Fields that say what a cell's outcome was; two records of one cell that differ in any are in conflict.
-OUTCOME = ("status", "stage", "error_type")
+OUTCOME = ("status", "fidelity", "stage", "error_type")
 # What must agree between runs for them to be one environment.
 SAME_ENVIRONMENT = ("python", "versions")
 

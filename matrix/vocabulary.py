@@ -4,6 +4,7 @@ own words are made from these at the plugin's edge only."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypedDict
@@ -151,8 +152,8 @@ Record = TypedDict("Record", {
     "fidelity": "str | None",  # one of FIDELITIES on a quantized cell, else None
     "fidelity_reason": "str | None",  # the departure: steps against the limit
     "fidelity_verdict": "str | None",  # one of VERDICTS: the fidelity's against its expectation
-    "simulation_stand_in": bool,
-    "expected_fidelity": dict[str, Any],  # the simulation re-implements another tool's recipe in PyTorch
+    "simulation_stand_in": bool,  # the simulation re-implements another tool's recipe in PyTorch
+    "expected_fidelity": dict[str, Any],
     "expected": dict[str, Any],
     "documented": dict[str, Any],
 }, total=False)
@@ -181,14 +182,32 @@ def record_problem(record: object) -> str | None:
     return None
 
 
+# How a violation read in a reason written before violations were stored: "<metric> <value> <op> <limit>".
+LEGACY_PHRASE = re.compile(r"^(sqnr_db|lsb_err_vs_sim|accuracy drop) (\S+) [<>] (\S+)$")
+
+
+def legacy_violations(reason: str | None) -> list[dict]:
+    """The violations of a reason written before they were stored apart: its phrases, one per metric."""
+    found = []
+    for phrase in (reason or "").split(";"):
+        match = LEGACY_PHRASE.match(phrase.strip())
+        if match:
+            found.append({"metric": match[1].replace(" ", "_"), "value": match[2], "limit": match[3]})
+    return found
+
+
 def split_legacy_judgment(record: dict) -> None:
     """A quantized record written when one status judged both accuracy and fidelity (no
-    ``fidelity`` field, structured ``violations``) in today's words: the status by the accuracy
-    violations alone, the fidelity by the simulation's. A record without structured
-    violations is left as it was."""
-    if "fidelity" in record or record.get("status") not in QUANTIZED or not isinstance(record.get("violations"), list):
+    ``fidelity`` field) in today's words: the status by the accuracy violations alone, the
+    fidelity by the simulation's. Its violations are the stored ones, or, in a record older
+    still, those its reason names."""
+    if "fidelity" in record or record.get("status") not in QUANTIZED:
         return
-    violations = record["violations"]
+    violations = record.get("violations")
+    if not isinstance(violations, list):
+        violations = legacy_violations(record.get("reason"))
+    if record["status"] == Status.INACCURATE.value and not violations:
+        return  # nothing says what it was over: left as it was written
     accuracy = [v for v in violations if v.get("metric") in ACCURACY_METRICS]
     departure = [v for v in violations if v.get("metric") == FIDELITY_METRIC]
     phrases = [p.strip() for p in (record.get("reason") or "").split(";") if p.strip()]

@@ -64,6 +64,10 @@ def test_diff_classifies_every_kind_of_change(tmp_path):
     assert diff.unchanged == 2, "same, and wobble (0.6 dB within the 1 dB tolerance)"
     assert classify(cell("x", "pass", 30.0), cell("x", "pass", 29.4), tolerance=0.5).direction == "regressed"
     assert classify(cell("x", "pass", 30.0), cell("x", "pass", 29.4), tolerance=1.0) is None
+    faithful, departs = cell("x", "pass", fidelity="faithful"), cell("x", "pass", fidelity="departs")
+    assert (classify(faithful, departs, 1.0).category, classify(faithful, departs, 1.0).direction) == \
+        ("fidelity", "regressed"), "a new departure from the simulation is a regression"
+    assert classify(departs, faithful, 1.0).direction == "improved"
 
 
 def test_diff_exits_nonzero_on_a_regression_and_lists_exactly_the_changed_cells(tmp_path, capsys):
@@ -216,7 +220,8 @@ def test_a_record_judged_by_one_status_reads_as_two_judgments_and_the_report_cou
         cell("b", "inaccurate", 10.0, reason="sqnr_db 10.0 < 15.0; lsb_err_vs_sim 20.0 > 8.0",
              violations=[{"metric": "sqnr_db", "value": 10.0, "limit": 15.0}, *departs]),
         cell("c", "pass", violations=[]),
-        cell("d", "inaccurate", reason="sqnr_db 9 < 15"),  # older still: no structured violations
+        cell("d", "inaccurate", 9.0, reason="sqnr_db 9.0 < 15.0; lsb_err_vs_sim 9.5 > 8.0"),  # older still
+        cell("e", "inaccurate", reason="over a limit"),  # nothing to split it by
     ])
     found = {r["model"]: r for r in read_records(run)}
     assert (found["a"]["status"], found["a"]["fidelity"], found["a"]["reason"]) == ("pass", "departs", None)
@@ -224,11 +229,13 @@ def test_a_record_judged_by_one_status_reads_as_two_judgments_and_the_report_cou
     assert (found["b"]["status"], found["b"]["fidelity"], found["b"]["reason"]) == ("inaccurate", "departs",
                                                                                     "sqnr_db 10.0 < 15.0")
     assert (found["c"]["status"], found["c"]["fidelity"]) == ("pass", "faithful")
-    assert (found["d"]["status"], found["d"].get("fidelity")) == ("inaccurate", None), "nothing to split it by"
+    assert (found["d"]["status"], found["d"]["fidelity"], found["d"]["reason"]) == ("inaccurate", "departs",
+                                                                                    "sqnr_db 9.0 < 15.0")
+    assert (found["e"]["status"], found["e"].get("fidelity")) == ("inaccurate", None)
     assert main(["report", str(run)]) == 0
     text = (run / "report.md").read_text()
     assert "of them 2 pass (1 of them depart from their simulation)" in text
-    assert "faithful 1, departs 2" in text
+    assert "faithful 1, departs 3" in text
     section = text.split("## Fidelity to the simulation")[1].split("\n## ")[0]
     assert "a-fx-ptq_static-x86" in section and "b-fx-ptq_static-x86" in section and "c-fx" not in section
     page = (run / "report.html").read_text()

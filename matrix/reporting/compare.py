@@ -9,12 +9,13 @@ import pandas as pd
 
 from matrix.reporting.values import Chip, db, reproduce, short
 from matrix.runs import Run
-from matrix.vocabulary import FAILED, QUANTIZED, RANK
+from matrix.vocabulary import FAILED, QUANTIZED, RANK, Fidelity
 
 SQNR_TOLERANCE_DB = 1.0
 CATEGORIES = {
     "status": "Status changes",
     "not_quantized": "Newly not quantized",
+    "fidelity": "Fidelity to the simulation",
     "sqnr": "SQNR moves",
     "added": "Cells added",
     "gone": "Cells gone",
@@ -71,7 +72,10 @@ def outcome(record: dict | None) -> Chip | str:
     if record.get("stage"):
         return Chip(status, f"at {record['stage']}: {record.get('error_type') or '?'}", word=True)
     value = sqnr(record)
-    return Chip(status, f"{db(value)} dB" if value is not None and status != "not_quantized" else "", word=True)
+    notes = [f"{db(value)} dB"] if value is not None and status != "not_quantized" else []
+    if record.get("fidelity") == Fidelity.DEPARTS.value:
+        notes.append("departs from its simulation")
+    return Chip(status, ", ".join(notes), word=True)
 
 
 def classify(base: dict | None, new: dict | None, tolerance: float) -> Change | None:
@@ -88,6 +92,9 @@ def classify(base: dict | None, new: dict | None, tolerance: float) -> Change | 
         return Change(case_id, "status", _direction(RANK.get(before), RANK.get(after)), base, new)
     if after in FAILED and (base.get("stage"), base.get("error_type")) != (new.get("stage"), new.get("error_type")):
         return Change(case_id, "status", "changed", base, new)
+    if base.get("fidelity") and new.get("fidelity") and base["fidelity"] != new["fidelity"]:
+        departs = new["fidelity"] == Fidelity.DEPARTS.value
+        return Change(case_id, "fidelity", "regressed" if departs else "improved", base, new)
     change = Change(case_id, "sqnr", "changed", base, new)
     delta = change.sqnr_delta
     if delta is None or abs(delta) <= tolerance:

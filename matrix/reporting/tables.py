@@ -27,8 +27,9 @@ VERDICT_WORD = {Verdict.AS_EXPECTED.value: "as expected", Verdict.KNOWN.value: "
                 Verdict.BETTER.value: "better", Verdict.WORSE.value: "worse", Verdict.BROKEN.value: "broken",
                 Verdict.UNAVAILABLE.value: "unavailable", Verdict.UNCONFIRMED.value: "unconfirmed"}
 MEANINGS = {
-    "pass": "every stage ran, quantized ops in the deployed artifact, error within the thresholds",
-    "inaccurate": "ran and quantized, but an error metric is over its threshold",
+    "pass": "every stage ran, quantized ops in the deployed artifact, output within the accuracy thresholds "
+            "against float (it may still depart from its simulation: see fidelity)",
+    "inaccurate": "ran and quantized, but the output is too far from float (SQNR or accuracy drop)",
     "not_quantized": "ran end to end, but the deployed artifact holds no quantized compute op",
     "fail": "an exception at a named stage",
     "crash": "the process running the cell died",
