@@ -234,8 +234,7 @@ def test_a_record_judged_by_one_status_reads_as_two_judgments_and_the_report_cou
     assert (found["e"]["status"], found["e"].get("fidelity")) == ("inaccurate", None)
     assert main(["report", str(run)]) == 0
     text = (run / "report.md").read_text()
-    assert "of them 2 pass (1 of them depart from their simulation)" in text
-    assert "faithful 1, departs 3" in text
+    assert "faithful 1, departs 3 (1 of the 2 passing cells)" in text
     section = text.split("## Fidelity to the simulation")[1].split("\n## ")[0]
     assert "a-fx-ptq_static-x86" in section and "b-fx-ptq_static-x86" in section and "c-fx" not in section
     page = (run / "report.html").read_text()

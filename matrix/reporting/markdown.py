@@ -125,11 +125,12 @@ def environment_section(env: dict, run: tables.Run) -> str:
     )
     fidelity = tables.fidelity_counts(run)
     if fidelity["faithful"] or fidelity["departs"]:
-        lines.append(f"- of them {counts.get('pass', 0)} pass ({fidelity['pass departs']} of them depart from their "
-                     f"simulation); fidelity of the {fidelity['faithful'] + fidelity['departs']} quantized cells: "
-                     f"faithful {fidelity['faithful']}, departs {fidelity['departs']}"
-                     + "".join(f"; {tables.VERDICT_TEXT.get(v, v)} {fidelity[f'departs {v}']}" for v in VERDICTS
-                               if fidelity.get(f"departs {v}")))
+        judged = ", ".join(f"{tables.VERDICT_TEXT.get(v, v)} {fidelity[f'departs {v}']}" for v in VERDICTS
+                           if fidelity.get(f"departs {v}"))
+        lines.append(f"- fidelity to the simulation, over the {fidelity['faithful'] + fidelity['departs']} quantized "
+                     f"cells: faithful {fidelity['faithful']}, departs {fidelity['departs']} "
+                     f"({fidelity['pass departs']} of the {counts.get('pass', 0)} passing cells)"
+                     + (f"; the departures: {judged}" if judged else ""))
     verdicts = Counter(run.df["verdict"].fillna("none"))
     lines.append("- against expectations: " + ", ".join(
         f"{tables.VERDICT_TEXT.get(v, v)} {n}" for v, n in sorted(verdicts.items(), key=_verdict_order)))
