@@ -22,7 +22,7 @@ from matrix.modes import MODES
 from matrix.qspecs import QSPECS
 from matrix.schemes import SCHEMES
 from matrix.thresholds import JUDGED, Thresholds, judge
-from matrix.vocabulary import ACCURACY_METRICS, FIDELITY_METRIC, Fidelity, Record, Stage, Status
+from matrix.vocabulary import FIDELITY_METRIC, Record, Stage, Status, two_answers
 from matrix.watchdog import CellTimeout, time_limit
 from models import BATCH, MODELS, Inputs
 
@@ -167,17 +167,11 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
     record["limits"] = {key: limits[key] for key in JUDGED}
     record["violations"] = [v.as_dict() for v in violations]
     # Two answers: the status against float (accuracy), the fidelity against the simulation.
-    accuracy = [v for v in violations if v.metric in ACCURACY_METRICS]
-    departure = [v for v in violations if v.metric == FIDELITY_METRIC]
-    record.update(
-        status=(Status.INACCURATE if accuracy else Status.PASS).value,
-        reason="; ".join(v.phrase for v in accuracy) or None,
-        fidelity=(Fidelity.DEPARTS if departure else Fidelity.FAITHFUL).value,
-        fidelity_reason="; ".join(v.phrase for v in departure) or None,
-    )
+    record.update(two_answers([(v.metric, v.phrase) for v in violations]))
     if violations or localize_all:
         with backend.activate():
-            off_simulation_only = bool(departure) and not any(v.metric == "sqnr_db" for v in accuracy)
+            over = {v.metric for v in violations}
+            off_simulation_only = FIDELITY_METRIC in over and "sqnr_db" not in over
             subject, compared = _localized(deployed, quantized)
             start = worst_batch(simulated if off_simulation_only else reference, output, off_simulation_only)
             record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,

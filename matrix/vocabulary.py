@@ -182,36 +182,30 @@ def record_problem(record: object) -> str | None:
     return None
 
 
-# How a violation read in a reason written before violations were stored: "<metric> <value> <op> <limit>".
-LEGACY_PHRASE = re.compile(r"^(sqnr_db|lsb_err_vs_sim|accuracy drop) (\S+) [<>] (\S+)$")
+def two_answers(violations: list[tuple[str, str]]) -> dict[str, str | None]:
+    """A quantized cell's status and fidelity from its violations, as (metric, phrase) pairs:
+    the status by the accuracy metrics alone (with their phrases as its ``reason``), the
+    fidelity by the simulation's (its ``fidelity_reason``)."""
+    accuracy = [phrase for metric, phrase in violations if metric in ACCURACY_METRICS]
+    departure = [phrase for metric, phrase in violations if metric == FIDELITY_METRIC]
+    return {"status": (Status.INACCURATE if accuracy else Status.PASS).value, "reason": "; ".join(accuracy) or None,
+            "fidelity": (Fidelity.DEPARTS if departure else Fidelity.FAITHFUL).value,
+            "fidelity_reason": "; ".join(departure) or None}
 
 
-def legacy_violations(reason: str | None) -> list[dict]:
-    """The violations of a reason written before they were stored apart: its phrases, one per metric."""
-    found = []
-    for phrase in (reason or "").split(";"):
-        match = LEGACY_PHRASE.match(phrase.strip())
-        if match:
-            found.append({"metric": match[1].replace(" ", "_"), "value": match[2], "limit": match[3]})
-    return found
+# A violation as a reason phrases it: "<metric> <value> <op> <limit>" (Violation.phrase).
+PHRASE = re.compile(r"^(sqnr_db|lsb_err_vs_sim|accuracy drop) \S+ [<>] \S+$")
 
 
 def split_legacy_judgment(record: dict) -> None:
     """A quantized record written when one status judged both accuracy and fidelity (no
-    ``fidelity`` field) in today's words: the status by the accuracy violations alone, the
-    fidelity by the simulation's. Its violations are the stored ones, or, in a record older
-    still, those its reason names."""
+    ``fidelity`` field) in today's words, read from the violations its reason phrases (the
+    runner wrote the reason from them): the status by the accuracy violations alone, the
+    fidelity by the simulation's. A record whose reason names none is left as written."""
     if "fidelity" in record or record.get("status") not in QUANTIZED:
         return
-    violations = record.get("violations")
-    if not isinstance(violations, list):
-        violations = legacy_violations(record.get("reason"))
+    phrases = [p.strip() for p in (record.get("reason") or "").split(";")]
+    violations = [(m[1].replace(" ", "_"), m[0]) for m in map(PHRASE.match, phrases) if m]
     if record["status"] == Status.INACCURATE.value and not violations:
         return  # nothing says what it was over: left as it was written
-    accuracy = [v for v in violations if v.get("metric") in ACCURACY_METRICS]
-    departure = [v for v in violations if v.get("metric") == FIDELITY_METRIC]
-    phrases = [p.strip() for p in (record.get("reason") or "").split(";") if p.strip()]
-    record["status"] = Status.INACCURATE.value if accuracy else Status.PASS.value
-    record["fidelity"] = (Fidelity.DEPARTS if departure else Fidelity.FAITHFUL).value
-    record["fidelity_reason"] = next((p for p in phrases if p.startswith(FIDELITY_METRIC)), None) if departure else None
-    record["reason"] = "; ".join(p for p in phrases if not p.startswith(FIDELITY_METRIC)) or None
+    record.update(two_answers(violations))
