@@ -3,10 +3,12 @@
     python benchmarks/run.py            # the fixed slice, with -n 0 and -n 2
     python benchmarks/run.py --full     # the whole matrix, -n 2 only
     python benchmarks/run.py --from-run reports/latest --wall 3600 --workers 2   # a run already made
+    python benchmarks/run.py --repeatability RUN_A RUN_B   # do two runs' speedups agree within their spread?
 
 Prints, from the records' stage timings and the measured wall time: cells, wall
 time, the sum of stage time, parallel efficiency, the suite's own overhead,
-cost per backend and per stage, import cost of a worker, peak memory per worker,
+cost per backend and per stage, the share of worker time spent timing cells against
+float (the ``measure`` stage), import cost of a worker, peak memory per worker,
 the speedup of -n 2 over -n 0 and the time of a one-cell rerun, each beside its
 goal. Nothing here is a test: it measures and prints.
 """
@@ -28,7 +30,8 @@ from matrix.records import read_records  # noqa: E402
 
 SLICE = ["--models", "mlp,conv_bn_relu,op_relu"]
 ONE_CELL = "cases/test_matrix.py::test_cell[mlp-fx-ptq_static-fbgemm]"
-GOALS = {"wall_full_s": 600, "efficiency": 0.85, "overhead": 0.10, "rerun_s": 5.0, "peak_mb": 3072}
+GOALS = {"wall_full_s": 600, "efficiency": 0.85, "overhead": 0.10, "rerun_s": 5.0, "peak_mb": 3072,
+         "measure_share": 0.10, "repeatable": 0.90}
 
 
 def timed_run(args: list[str], reports: Path) -> float:
@@ -59,6 +62,7 @@ def summarize(records: list[dict], wall: float, workers: int) -> dict:
         "efficiency": stage_time / capacity, "overhead": (capacity - stage_time) / capacity,
         "per_backend": dict(per_backend), "per_stage": dict(per_stage),
         "peak_mb": max((r.get("peak_rss_mb") or 0.0) for r in records) if records else 0.0,
+        "workers": workers, "timed": sum(1 for r in records if (r.get("latency") or {}).get("speedup")),
     }
 
 
@@ -74,6 +78,29 @@ def show(title: str, found: dict) -> None:
                                       for b, s in sorted(found["per_backend"].items(), key=lambda kv: -kv[1])))
     print("per stage: " + ", ".join(f"{st} {s:.0f} s ({s / total:.0%})"
                                     for st, s in sorted(found["per_stage"].items(), key=lambda kv: -kv[1])))
+    measured = found["per_stage"].get("measure", 0.0)
+    capacity = found["wall"] * max(found["workers"], 1)
+    print(f"timing against float (measure stage) {measured:.0f} s over {found['timed']} timed cells: "
+          f"{measured / capacity:.1%} of worker time (goal <= {GOALS['measure_share']:.0%})")
+
+
+def repeatability(first: list[dict], second: list[dict]) -> None:
+    """How many cells timed in both runs have a speedup in the second run inside the first run's
+    spread (the interquartile range of its timed pairs), and the other way round."""
+    def speedups(records: list[dict]) -> dict[str, dict]:
+        return {r["case_id"]: r["latency"] for r in records if (r.get("latency") or {}).get("speedup")}
+
+    a, b = speedups(first), speedups(second)
+    common = sorted(set(a) & set(b))
+    if not common:
+        print("no cell was timed in both runs")
+        return
+    for name, base, other in (("second in first's spread", a, b), ("first in second's spread", b, a)):
+        inside = sum(1 for c in common if base[c]["speedup_iqr"][0] <= other[c]["speedup"] <= base[c]["speedup_iqr"][1])
+        print(f"{name}: {inside}/{len(common)} cells ({inside / len(common):.1%}; goal >= {GOALS['repeatable']:.0%})")
+    ratios = sorted(b[c]["speedup"] / a[c]["speedup"] for c in common)
+    print(f"ratio of the speedups (second / first): median {ratios[len(ratios) // 2]:.3f}, "
+          f"10th percentile {ratios[len(ratios) // 10]:.3f}, 90th {ratios[9 * len(ratios) // 10]:.3f}")
 
 
 def main() -> int:
@@ -82,7 +109,12 @@ def main() -> int:
     parser.add_argument("--from-run", type=Path, help="summarize the records of a run already made (no cell runs)")
     parser.add_argument("--wall", type=float, help="with --from-run: the run's measured wall time in seconds")
     parser.add_argument("--workers", type=int, default=2, help="with --from-run: the run's -n")
+    parser.add_argument("--repeatability", nargs=2, type=Path, metavar="RUN",
+                        help="compare the speedups of two runs already made (no cell runs)")
     args = parser.parse_args()
+    if args.repeatability is not None:
+        repeatability(*(read_records(run.resolve()) for run in args.repeatability))
+        return 0
     if args.from_run is not None:
         if args.wall is None:
             parser.error("--from-run needs --wall (the run's measured wall time)")

@@ -82,6 +82,9 @@ class Deployed:
     # The mode's model itself when that is what runs (PyTorch's own engines): first
     # divergence then looks inside what was deployed, not at a model standing in for it.
     model: torch.nn.Module | None = None
+    # The deployed artifact's bytes: the module's state as torch.save writes it, the .onnx, the
+    # .tflite, the .pte, the OpenVINO IR (.xml and .bin, weights as they are, not compressed).
+    size_bytes: int | None = None
 
 
 # The family of PyTorch's own quantized engines: the converted module runs as it is.

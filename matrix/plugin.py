@@ -21,6 +21,7 @@ from matrix.cases import Case, SelectionError, expand, in_shard, is_smoke, parse
 from matrix.expectations import PATH as EXPECTATIONS_PATH
 from matrix.expectations import Expectation, ExpectationError, Expectations, Judged, fidelity_verdict, verdict
 from matrix.modes import MODES
+from matrix.payoff import DEFAULT_LATENCY, LATENCY_CHOICES
 from matrix.qspecs import DEFAULT, QSPECS
 from matrix.records import (
     CORE_PACKAGES,
@@ -99,6 +100,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="thresholds file (default: matrix/thresholds.toml)")
     group.addoption("--localize", action="store_true",
                     help="find the first diverging layer of every cell, not only of inaccurate ones")
+    group.addoption("--latency", default=DEFAULT_LATENCY, choices=LATENCY_CHOICES,
+                    help="which cells are timed against the float model on their backend: off, models "
+                         "(default: every model's cells, not single operators') or all")
     group.addoption("--keep-artifacts", action="store_true",
                     help="keep each cell's deployed artifact (an ONNX model, say) under <run>/artifacts/<case id>/")
     group.addoption("--reports-dir", default=str(SUITE / "reports"),
@@ -295,7 +299,8 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
     artifacts = matrix.run / "artifacts" / case.id if request.config.getoption("keep_artifacts") else None
     record = run_cell(case, matrix.thresholds, seconds=matrix.cell_timeout, on_hang=write_hung,
                       on_stage=_progress(matrix.run, worker, case), artifacts=artifacts,
-                      localize_all=request.config.getoption("localize"))
+                      localize_all=request.config.getoption("localize"),
+                      latency=request.config.getoption("latency"))
     request.node.stash[RECORD] = record
     found = _finish(record, expected, nodeid)
     # The verdict in pytest's words: skip, fail, xfail (raised) or xpass (an xfail that returns).

@@ -19,6 +19,7 @@ from matrix.formats.compiled import CompiledGraph
 from matrix.localize import SQNR, STEPS, localize
 from matrix.metrics import compare, sqnr_db
 from matrix.modes import MODES
+from matrix.payoff import DEFAULT_LATENCY, measure, timed
 from matrix.qspecs import QSPECS
 from matrix.schemes import SCHEMES
 from matrix.thresholds import JUDGED, Thresholds, judge
@@ -62,6 +63,7 @@ def run_cell(
     on_stage: Callable[[Stage], None] | None = None,
     artifacts: Path | None = None,
     localize_all: bool = False,
+    latency: str = DEFAULT_LATENCY,
 ) -> dict:
     """Attempt one cell; never raises. The record says what happened and where.
 
@@ -70,6 +72,8 @@ def run_cell(
     process ends; ``on_stage`` is told of every stage as it starts; ``artifacts``
     is a folder where the backend keeps the artifact it deployed. An inaccurate cell
     (any cell with ``localize_all``) gets the first layer where it diverges from float.
+    ``latency`` (:data:`matrix.payoff.LATENCY_CHOICES`) says which cells are timed against
+    float on their backend; every cell that deploys records its size.
     """
     record = new_record(case)
     clock = StageClock(on_enter=on_stage)
@@ -85,7 +89,7 @@ def run_cell(
         if reason:
             raise Unavailable(reason)
         with time_limit(limit, hung):
-            _attempt(case, record, clock, thresholds, artifacts, localize_all)
+            _attempt(case, record, clock, thresholds, artifacts, localize_all, timed(latency, case.kind))
     except CellTimeout as exc:
         _timed_out(record, clock, exc, hard=False)
     except Unavailable as exc:
@@ -128,7 +132,7 @@ def _timed_out(record: dict, clock: StageClock, exc: CellTimeout, hard: bool) ->
 
 
 def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds, artifacts: Path | None,
-             localize_all: bool = False) -> None:
+             localize_all: bool = False, time_it: bool = False) -> None:
     spec = MODELS[case.model]
     with clock.stage(Stage.REFERENCE), torch.no_grad():
         float_model = spec.instantiate()
@@ -155,6 +159,12 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         )
         with clock.stage(Stage.RUN):
             output = in_batches(deployed.run, data.evaluation)
+        if time_it:
+            with clock.stage(Stage.MEASURE):
+                budget = thresholds.for_cell(case.scheme, case.model, case.backend)["latency_seconds"]
+                record.update(measure(ctx, quantized, deployed, budget))
+        else:
+            record["size"] = {"bytes": deployed.size_bytes}
     with clock.stage(Stage.COMPARE):
         metrics = compare(reference, output, simulated, spec.classifier, data.labels)
     record["metrics"] = metrics

@@ -10,7 +10,7 @@ from matrix.tomlfile import load_toml
 from matrix.vocabulary import Violation
 
 PATH = Path(__file__).with_name("thresholds.toml")
-KEYS = {"min_sqnr_db", "max_lsb_err_vs_sim", "max_accuracy_drop", "max_cell_seconds"}
+KEYS = {"min_sqnr_db", "max_lsb_err_vs_sim", "max_accuracy_drop", "max_cell_seconds", "latency_seconds"}
 SECTIONS = {"defaults", "schemes", "backends", "models"}
 LAYERS = ("schemes", "backends", "models")
 # The limits a cell's metrics are judged by, kept in its record so a report never reads today's file.
@@ -73,8 +73,8 @@ def validate(table: dict, path: Path) -> None:
                 raise ThresholdError(f"{path}: [{where}] unknown key {key!r} (valid: {sorted(KEYS)})")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ThresholdError(f"{path}: [{where}] {key} must be a finite number, not {value!r}")
-            if key == "max_cell_seconds" and value <= 0:
-                raise ThresholdError(f"{path}: [{where}] max_cell_seconds must be positive, not {value!r}")
+            if key in ("max_cell_seconds", "latency_seconds") and value <= 0:
+                raise ThresholdError(f"{path}: [{where}] {key} must be positive, not {value!r}")
     missing = KEYS - set(table.get("defaults", {}))
     if missing:
         raise ThresholdError(f"{path}: [defaults] lacks {sorted(missing)}")

@@ -25,6 +25,9 @@ class Stage(str, Enum):
     EXPORT = "export"
     LOAD = "load"
     RUN = "run"
+    # Size and latency against float on the same backend: it ends no cell (a failure is noted in
+    # the record's ``latency``), but its time is the cell's.
+    MEASURE = "measure"
     COMPARE = "compare"
 
 

@@ -97,13 +97,12 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
         share_threadpool(torch.get_num_threads())
         loaded = Runtime.get().load_program(program)
         method = loaded.load_method("forward")
-        inspection.notes["size_bytes"] = len(program)
 
     def run(*inputs: torch.Tensor, _keep=(program, loaded)) -> torch.Tensor:
         # The runtime reads the program from ``program`` without owning it: the closure keeps it.
         return method.execute([t.contiguous() for t in inputs])[0].clone()
 
-    return Deployed(run, inspection)
+    return Deployed(run, inspection, size_bytes=len(program))
 
 
 @functools.cache

@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -19,6 +20,7 @@ from matrix.backends import Backend, register
 from matrix.cell import Unavailable
 from matrix.contract import Deployed, Inspection
 from matrix.formats.compiled import CompiledGraph
+from matrix.formats.pytorch import serialized_bytes
 from matrix.qconfigs import pt2e_config
 from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
@@ -55,16 +57,31 @@ def compiled(model: torch.nn.Module) -> Callable[..., Any]:
     return run
 
 
-def deploy(ctx, model: torch.nn.Module) -> Deployed:
-    from torch._inductor.utils import run_and_get_code
+def generated_code(run: Callable[..., Any], *inputs: torch.Tensor) -> list[str]:
+    """Run ``run`` once and return the code Inductor generated for it: what
+    ``torch._inductor.utils.run_and_get_code`` does, without the ``torch._dynamo.reset()`` it
+    starts with, which throws away every model compiled before (the float model a cell is timed
+    against among them). A model compiled afresh is compiled whatever came before."""
+    from torch._inductor.graph import GraphLowering
 
+    codes: list[str] = []
+    with mock.patch.object(GraphLowering, "save_output_code", codes.append):
+        run(*inputs)
+    return codes
+
+
+def deploy(ctx, model: torch.nn.Module) -> Deployed:
     with ctx.clock.stage(Stage.EXPORT):
+        if not isinstance(model, torch.fx.GraphModule):
+            # A module not yet captured (the float model it is timed against) is captured the
+            # way PT2E captures one, so it compiles as a graph of its own.
+            model = torch.export.export(model, ctx.data.calibration[0]).module()
         run = compiled(model)
-        _, sources = run_and_get_code(run, *ctx.data.calibration[0])
+        sources = generated_code(run, *ctx.data.calibration[0])
     inspection = inspect_code(sources)
     if isinstance(model, torch.fx.GraphModule):
         run = CompiledGraph(run, model, compiled)
-    return Deployed(run, inspection)
+    return Deployed(run, inspection, size_bytes=serialized_bytes(model))
 
 
 def pt2e_quantizer(scheme: str, qspec: QSpec):

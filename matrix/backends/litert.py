@@ -36,8 +36,7 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
         deployed = tflite.TFLiteModel(content, channels_last)
         found = tflite.interpreter(content)
         inspection = tflite.inspect_tflite(found)
-        inspection.notes["size_bytes"] = len(content)
-    return Deployed(deployed, inspection)
+    return Deployed(deployed, inspection, size_bytes=len(content))
 
 
 def pt2e_quantizer(scheme: str, qspec: QSpec) -> Any:

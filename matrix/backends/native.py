@@ -22,6 +22,7 @@ from torch.utils._pytree import tree_leaves
 
 from matrix.backends import NATIVE, Backend, quantized_engine, register
 from matrix.contract import Deployed, Inspection
+from matrix.formats.pytorch import serialized_bytes
 from matrix.vocabulary import Stage
 
 QUANTIZED_NAMESPACES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
@@ -164,7 +165,7 @@ def deploy(ctx, model: nn.Module) -> Deployed:
         with torch.no_grad():
             return model(*inputs)
 
-    return Deployed(run, inspection, model=model)
+    return Deployed(run, inspection, model=model, size_bytes=serialized_bytes(model))
 
 
 def _engine_reason(engine: str) -> str | None:

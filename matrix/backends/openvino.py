@@ -25,8 +25,8 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
         inspection = openvino.inspect_compiled(compiled)
     if ctx.artifacts is not None:
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
-        openvino.openvino().save_model(model.ov_model, str(ctx.artifacts / "model.xml"))
-    return Deployed(model, inspection)
+        openvino.openvino().save_model(model.ov_model, str(ctx.artifacts / "model.xml"), compress_to_fp16=False)
+    return Deployed(model, inspection, size_bytes=openvino.ir_bytes(model.ov_model))
 
 
 register(Backend(

@@ -233,7 +233,17 @@ def deploy_file(ctx: CellContext, path: Path) -> Deployed:
     with ctx.clock.stage(Stage.LOAD):
         session = load_session(path, optimized_path)
         inspection = inspect_models(onnx.load(str(path)), onnx.load(str(optimized_path)))
-    return Deployed(session_runner(session), inspection)
+    return Deployed(session_runner(session), inspection, size_bytes=path.stat().st_size + external_bytes(path))
+
+
+def external_bytes(path: Path) -> int:
+    """The bytes of the external data files an ONNX file names beside it (none for a small model)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    files = {ExternalDataInfo(t).location for t in model.graph.initializer if uses_external_data(t)}
+    return sum((path.parent / name).stat().st_size for name in files)
 
 
 class OnnxModel(torch.nn.Module):

@@ -15,6 +15,8 @@ pooling, an activation) counts by the precision it ran in.
 from __future__ import annotations
 
 import functools
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,6 +138,15 @@ def layer_name(friendly: str) -> str:
     """``__module.layer1.conv/aten::_convolution/Convolution`` as ``layer1.conv``; other names kept."""
     head = friendly.split("/")[0]
     return head[len(MODULE_PREFIX):] if head.startswith(MODULE_PREFIX) else friendly
+
+
+def ir_bytes(ov_model: Any) -> int:
+    """The model's OpenVINO IR (.xml and .bin) as saved with its weights as they are (save_model
+    would compress float weights to fp16 by default)."""
+    with tempfile.TemporaryDirectory(prefix="qmatrix-ov-") as folder:
+        xml = Path(folder) / "model.xml"
+        openvino().save_model(ov_model, str(xml), compress_to_fp16=False)
+        return xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
 
 
 def inspect_compiled(compiled: Any) -> Inspection:

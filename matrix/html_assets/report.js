@@ -6,7 +6,7 @@
   const SYMBOLS = CONFIG.symbols;
   const NOT_APPLICABLE = ["unavailable", "error"];
   const STAGES = ["reference", "capture", "prepare", "calibrate", "train", "convert", "export", "load", "run",
-                  "compare"];
+                  "measure", "compare"];
   const METRICS = ["sqnr_db", "sqnr_sim_db", "lsb_err_vs_sim", "max_abs_err", "mean_abs_err", "cosine",
                    "top1_agree", "accuracy", "float_accuracy"];
   const filters = {};

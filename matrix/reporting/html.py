@@ -20,7 +20,7 @@ import pandas as pd
 from matrix.reporting import compare, tables
 from matrix.reporting.compare import RunDiff
 from matrix.reporting.tables import MEANINGS, VERDICT_TEXT, VERDICT_WORD
-from matrix.reporting.values import Chip, Chips, Command, NoPath, Tally, db, missing, reproduce, short
+from matrix.reporting.values import Chip, Chips, Command, NoPath, Tally, db, missing, reproduce, short, speed
 from matrix.runs import Run as RunFolder
 from matrix.vocabulary import AXES, FIDELITIES, NOT_APPLICABLE, QUANTIZED, STATUSES, VERDICTS
 
@@ -30,9 +30,9 @@ SYMBOLS = {"pass": "✓", "inaccurate": "≈", "not_quantized": "○", "fail": "
            "unavailable": "⊘", "error": "⚙"}
 FILTER_AXES = ("status", "verdict", "fidelity", *AXES)
 SECTIONS = (("summary", "Summary"), ("mode-support", "Mode support"), ("operator-support", "Operators"),
-            ("per-model", "Per model"), ("documented", "Docs vs observed"), ("failures", "Failures"),
-            ("error-split", "Error split"), ("fidelity", "Fidelity"), ("expectations", "Expectations"),
-            ("cells", "All cells"), ("legend", "Legend"))
+            ("per-model", "Per model"), ("pays", "Does it pay"), ("documented", "Docs vs observed"),
+            ("failures", "Failures"), ("error-split", "Error split"), ("fidelity", "Fidelity"),
+            ("expectations", "Expectations"), ("cells", "All cells"), ("legend", "Legend"))
 
 
 def _sym(status: str) -> str:
@@ -68,7 +68,8 @@ def tally_html(value: Tally) -> str:
 
 
 def chip_html(value: Chip) -> str:
-    parts = [_sym(value.status), _e(value.status) if value.word else "", text(value.note)]
+    parts = [_sym(value.status), _e(value.status) if value.word else "", text(value.note),
+             f"({_e(value.pays)})" if value.pays else ""]
     return f'<span class="chip s-{_e(value.status)}">{" ".join(p for p in parts if p)}</span>'
 
 
@@ -220,8 +221,9 @@ def _chip(value: Chip, run: tables.Run) -> str:
     shown = "float" if status == "not_quantized" else f"{value.note} dB" if status in QUANTIZED and not \
         missing(row["sqnr_db"]) else value.note or status
     hint = f"{row['case_id']}: {status}" + (f" at {row['stage']}: {row['error_type']}" if row["stage"] else "")
+    pays = f' <span class="pays">{_e(value.pays)}</span>' if value.pays else ""
     return f'<span class="chip s-{_e(status)}" data-i="{value.cell}" title="{_e(hint)}">{_sym(status)} ' \
-           f"{_e(shown)}</span>"
+           f"{_e(shown)}{pays}</span>"
 
 
 def per_model(run: tables.Run) -> str:
@@ -237,7 +239,8 @@ def per_model(run: tables.Run) -> str:
     return _section("per-model", "Per model",
                     "One row per model, mode and scheme; a chip per cell with the SQNR of the deployed output "
                     "against float (∞: identical outputs), <i>float</i> when nothing was quantized, or the stage "
-                    "that failed. Click a chip for the cell's record.", body)
+                    "that failed, then (for a timed cell) its speed and size against the float model deployed on "
+                    "the same backend. Click a chip for the cell's record.", body)
 
 
 def keyed_table(table: pd.DataFrame, positions: dict[str, int]) -> str:
@@ -343,14 +346,26 @@ def cells(run: tables.Run) -> str:
             f'<td>{_e(r["stage"])}</td><td class="text" title="{_e(error)}">{_e(error)}</td>'
             f"{_number(r['sqnr_db'], db_=True)}{_number(r['sqnr_sim_db'], db_=True)}{_number(r['lsb_err_vs_sim'])}"
             f"<td>{_e(r['fidelity'] or '')}</td>"
-            f"{_count(r['quantized_ops'])}"
-            f'<td class="num" data-v="{r["seconds"]}">{r["seconds"]:.2f}</td></tr>')
+            f"{_count(r['quantized_ops'])}{_speedup(r)}{_number(r['compression'])}"
+            f'{_count(r["size_bytes"])}<td class="num" data-v="{r["seconds"]}">{r["seconds"]:.2f}</td></tr>')
     columns = [*axes, "status", "verdict", "stage", "error / reason", "SQNR dB", "sim dB", "LSB vs sim", "fidelity",
-               "q ops", "s"]
+               "q ops", "speedup", "compression", "bytes", "s"]
     body = f'<table class="sortable filterable" id="cell-table">{_th(columns)}<tbody>{"".join(rows)}</tbody></table>'
     return _section("cells", "All cells",
                     "Every cell of the run. Click a column to sort, a row for its whole record (stage, error, "
                     "metrics, timings, the command that reruns it).", body)
+
+
+def _speedup(r: pd.Series) -> str:
+    """A cell's speedup over float on its backend, its spread and words in the tooltip; a cell
+    slower than float is marked."""
+    if missing(r["speedup"]):
+        return f'<td data-v="" title="{_e(r["latency_error"] or "not timed")}"></td>'
+    hint = f"{speed(r['speedup'], r['speedup_low'], r['speedup_high'])}: interquartile range " \
+           f"{r['speedup_low']:.2f} to {r['speedup_high']:.2f}; {r['quantized_ms']:.3f} ms, " \
+           f"float {r['float_ms']:.3f} ms"
+    marked = " over" if tables.slower(r) else ""
+    return f'<td class="num{marked}" data-v="{r["speedup"]}" title="{_e(hint)}">{r["speedup"]:.2f}</td>'
 
 
 def _count(value: object) -> str:
@@ -387,6 +402,9 @@ def render_html(env: dict, records: list[dict]) -> str:
         summary_section("operator-support", "Operator support", "Operator rows, backend and scheme columns, like "
                         "PyTorch's operator support table; colours as in mode support.", operators),
         per_model(run),
+        summary_section("pays", "Does it pay", _e(tables.PAYS_TEXT), tables.pays_off(run)),
+        summary_section("speedup", "Speedup by backend", "Median speedup over float of the passing model cells, "
+                        "by backend and scheme.", tables.speedup_by_backend(run)),
         summary_section("qspec-support", "Qspec support", "One row per qspec (a knob of a quantization config) "
                         "and mode, backend columns, over the models the knobs are crossed with; <code>default"
                         "</code> rows are the baseline.", tables.qspec_support(run)),

@@ -76,6 +76,8 @@ def chip(value: Chip) -> str:
         parts.append(value.status)
     if value.note:
         parts.append(escape(value.note))
+    if value.pays:
+        parts.append(f"({escape(value.pays)})")
     return " ".join(parts)
 
 
@@ -229,7 +231,13 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         environment_section(env, run),
         "## Mode support\n\nMode and scheme rows, backend columns, over every model of the run; a count "
         "links to the per-model table.\n\n" + table(support),
-        "## Per model\n\n" + table(tables.per_model(run).drop(columns="kind")),
+        "## Per model\n\nA chip per cell: its SQNR in dB against float, then (for a timed cell) its speed and "
+        "size against the float model deployed on the same backend.\n\n"
+        + table(tables.per_model(run).drop(columns="kind")),
+        "## Does it pay\n\n" + tables.PAYS_TEXT + "\n\n"
+        + table(tables.pays_off(run).drop(columns="speedup", errors="ignore"))
+        + "\n\nMedian speedup over float of the passing model cells, by backend and scheme:\n\n"
+        + table(tables.speedup_by_backend(run)),
         "## Qspec support\n\nOne row per qspec (knob of a quantization config) and mode, backend columns, over "
         "the models the knobs are crossed with; `default` rows are the baseline.\n\n"
         + table(tables.qspec_support(run)),

@@ -10,7 +10,20 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from matrix.reporting.values import NO_PATH, Chip, Chips, Tally, db, missing, ordered, reproduce, short
+from matrix.reporting.values import (
+    NO_PATH,
+    Chip,
+    Chips,
+    Tally,
+    db,
+    kilobytes,
+    missing,
+    ordered,
+    reproduce,
+    short,
+    size,
+    speed,
+)
 from matrix.vocabulary import AXES, FAILED, NOT_APPLICABLE, QUANTIZED, SURPRISES, Fidelity, Verdict
 
 TEXT_COLUMNS = ("model", "kind", "mode", "scheme", "qspec", "backend", "stage", "error_type", "error_message",
@@ -37,6 +50,13 @@ MEANINGS = {
     "unavailable": "this environment lacks a package, version or API the cell needs",
     "error": "the case or the harness is broken; not a finding about the backend",
 }
+PAYS_TEXT = (
+    "Per model and backend, the fastest cell that passes, with its latency and size against the float model "
+    "deployed on the same backend, timed in the same process on one batch in interleaved pairs "
+    "(speedup = the median of the pairs' float / quantized ratios; \"same speed\" when their interquartile "
+    "range holds 1), and how many timed cells there ran slower than float (their whole range below 1). "
+    "The reference models are toy-sized: their latencies are mostly call overhead, not arithmetic, so a "
+    "speedup here says little of a full-sized model's.")
 # Column order of the operator table within a backend; schemes not listed follow in order of appearance.
 SCHEME_ORDER = ["ptq_static", "ptq_dynamic", "qat", "weight_only", "fp16"]
 # The output scale and zero point PyTorch fixes for the fixed-qparams ops, by op and output dtype:
@@ -95,16 +115,42 @@ def frame(records: list[dict]) -> pd.DataFrame:
             "quantized_ops": r.get("quantized_ops"), "float_ops": r.get("float_ops"),
             "seconds": round(sum((r.get("timings") or {}).values()), 2),
             **{k: metrics.get(k) for k in METRIC_COLUMNS},
+            **payoff_columns(r),
         })
     columns = ["case_id", *AXES, "status", "stage", "error_type", "error_message", "reason", "verdict", "nodeid",
                "fidelity", "fidelity_reason", "fidelity_verdict", "stand_in", "expected_fidelity",
                "divergence", "documented", "expected", "limits", "quantized_ops", "float_ops", "seconds",
-               *METRIC_COLUMNS]
+               *METRIC_COLUMNS, *PAYOFF_COLUMNS]
     df = pd.DataFrame(rows, columns=columns).sort_values("case_id", kind="stable").reset_index(drop=True)
     # pandas turns a missing text into NaN, which is truthy and prints as "nan": keep it None.
     text = [c for c in TEXT_COLUMNS if c in df]
     df[text] = df[text].astype(object).where(df[text].notna(), None)
     return df
+
+
+PAYOFF_COLUMNS = ("speedup", "speedup_low", "speedup_high", "float_ms", "quantized_ms", "latency_error",
+                  "size_bytes", "float_bytes", "compression")
+
+
+def payoff_columns(record: dict) -> dict:
+    """A record's speed and size against float on its backend (:mod:`matrix.payoff`), flat."""
+    latency, sized = record.get("latency") or {}, record.get("size") or {}
+    low, high = latency.get("speedup_iqr") or (None, None)
+    return {"speedup": latency.get("speedup"), "speedup_low": low, "speedup_high": high,
+            "float_ms": latency.get("float_ms"), "quantized_ms": latency.get("quantized_ms"),
+            "latency_error": latency.get("error"), "size_bytes": sized.get("bytes"),
+            "float_bytes": sized.get("float_bytes"), "compression": sized.get("compression")}
+
+
+def pays(row: pd.Series) -> str:
+    """A cell's speed and size against float on its backend, in words ("" when not measured)."""
+    return ", ".join(part for part in (speed(row["speedup"], row["speedup_low"], row["speedup_high"]),
+                                       size(row["compression"])) if part)
+
+
+def slower(row: pd.Series) -> bool:
+    """Slower than float on its backend: the whole spread of its timed pairs below 1."""
+    return not missing(row["speedup_high"]) and row["speedup_high"] < 1.0
 
 
 def divergence_summary(divergence: dict | None) -> str | None:
@@ -114,11 +160,13 @@ def divergence_summary(divergence: dict | None) -> str | None:
     return divergence.get("summary") or f"not localized: {divergence.get('error')}"
 
 
-def chip(row: pd.Series, cell: int | None = None) -> Chip:
-    """A cell's outcome in a support table: its SQNR when it ran, else the stage where it failed."""
+def chip(row: pd.Series, cell: int | None = None, with_pays: bool = False) -> Chip:
+    """A cell's outcome in a support table: its SQNR when it ran, else the stage where it failed;
+    ``with_pays`` adds its speed and size against float on its backend."""
+    extra = pays(row) if with_pays else ""
     if row["status"] in (*QUANTIZED, "not_quantized") and not missing(row["sqnr_db"]):
-        return Chip(row["status"], db(row["sqnr_db"]), cell=cell)
-    return Chip(row["status"], row["stage"] or "", cell=cell)
+        return Chip(row["status"], db(row["sqnr_db"]), cell=cell, pays=extra)
+    return Chip(row["status"], row["stage"] or "", cell=cell, pays=extra)
 
 
 def observed(row: pd.Series) -> Chip:
@@ -218,7 +266,58 @@ def conversion_paths(run: Run) -> pd.DataFrame:
 def per_model(run: Run) -> pd.DataFrame:
     """Model, kind, mode and scheme rows, backend columns: each cell's outcome, with its row in the frame."""
     return _by_backend(run, run.df, ["model", "kind", "mode", "scheme"],
-                       lambda cells: Chips(tuple(chip(r, i) for i, r in cells.iterrows())))
+                       lambda cells: Chips(tuple(chip(r, i, with_pays=True) for i, r in cells.iterrows())))
+
+
+def pays_off(run: Run) -> pd.DataFrame:
+    """One row per model and backend (models only, timed cells): the fastest cell that passes,
+    its speed and size against float on that backend, and how many timed cells ran slower than
+    float there. Rows of a model run fastest first."""
+    df = run.df[(run.df["kind"] == "model") & run.df["speedup"].notna()]
+    rows = []
+    for (model, backend), group in df.groupby(["model", "backend"], sort=False):
+        passing = group[group["status"] == "pass"]
+        best = passing.loc[passing["speedup"].idxmax()] if len(passing) else None
+        row = {"model": model, "backend": backend, "fastest passing cell": "none passes", "speedup": None,
+               "speed": "", "ms: quantized (float)": "", "size: quantized (float)": "",
+               "sqnr dB": ""}
+        if best is not None:
+            row.update({
+                "fastest passing cell": " ".join(p for p in (best["mode"], best["scheme"], best["qspec"])
+                                                 if p != DEFAULT_QSPEC),
+                "speedup": round(float(best["speedup"]), 2),
+                "speed": speed(best["speedup"], best["speedup_low"], best["speedup_high"]),
+                "ms: quantized (float)": f"{best['quantized_ms']:.3f} ({best['float_ms']:.3f})",
+                "size: quantized (float)": f"{kilobytes(best['size_bytes'])} ({kilobytes(best['float_bytes'])})",
+                "sqnr dB": db(best["sqnr_db"])})
+        row.update({"passing of timed": f"{len(passing)}/{len(group)}",
+                    "slower than float": int(group.apply(slower, axis=1).sum())})
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows)
+    table["_model"] = table["model"].map({m: i for i, m in enumerate(run.axis("model"))})
+    table = table.sort_values(["_model", "speedup"], ascending=[True, False], na_position="last", kind="stable")
+    return table.drop(columns="_model").reset_index(drop=True)
+
+
+def speedup_by_backend(run: Run) -> pd.DataFrame:
+    """Backend rows, scheme columns: the median speedup over float of the passing model cells,
+    with how many there are and how many of them ran slower than float."""
+    df = run.df[(run.df["kind"] == "model") & run.df["speedup"].notna() & (run.df["status"] == "pass")]
+    if not len(df):
+        return pd.DataFrame()
+    schemes = ordered(df["scheme"], SCHEME_ORDER)
+    rows = []
+    for backend in run.axis("backend", df["backend"]):
+        row = {"backend": backend}
+        for scheme in schemes:
+            cells = df[(df["backend"] == backend) & (df["scheme"] == scheme)]
+            row[scheme] = "" if not len(cells) else (
+                f"{cells['speedup'].median():.2f}× ({len(cells)} cells, {int(cells.apply(slower, axis=1).sum())} "
+                "slower)")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def documented_vs_observed(run: Run) -> pd.DataFrame:
@@ -273,7 +372,9 @@ def details(run: Run) -> pd.DataFrame:
             "lsb vs sim": number(r["lsb_err_vs_sim"]), "fidelity": r["fidelity"] or "",
             "top1": number(r["top1_agree"]),
             "acc": number(r["accuracy"], 3), "q ops": "" if missing(r["quantized_ops"]) else int(r["quantized_ops"]),
-            "float ops": "" if missing(r["float_ops"]) else int(r["float_ops"]), "s": r["seconds"],
+            "float ops": "" if missing(r["float_ops"]) else int(r["float_ops"]),
+            "speedup": "" if missing(r["speedup"]) else f"{r['speedup']:.2f}",
+            "size": kilobytes(r["size_bytes"]), "compression": number(r["compression"]), "s": r["seconds"],
             "first divergence": r["divergence"] or "",
             "reproduce": reproduce(r["nodeid"]) if r["status"] in FAILED else "",
         })

@@ -56,6 +56,7 @@ class Chip:
     note: str = ""
     word: bool = False
     cell: int | None = None
+    pays: str = ""  # its speed and size against float on its backend, in words (per-model table)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,29 @@ NO_PATH = NoPath()
 def db(value: float) -> str:
     """SQNR for people: the ceiling that stands for identical outputs reads as infinity."""
     return "∞" if value >= SQNR_CEILING_DB else f"{value:.1f}"
+
+
+def speed(speedup: object, low: object = None, high: object = None) -> str:
+    """A speedup over float in words: "1.3× faster", "1.8× slower", or "same speed" when its
+    spread (the interquartile range of the timed pairs) holds 1."""
+    if missing(speedup):
+        return ""
+    if not missing(low) and not missing(high) and low <= 1.0 <= high:
+        return "same speed"
+    return f"{speedup:.2f}× faster" if speedup >= 1 else f"{1 / speedup:.2f}× slower"
+
+
+def size(compression: object) -> str:
+    """A compression ratio (float bytes over quantized bytes) in words."""
+    if missing(compression):
+        return ""
+    if abs(compression - 1) < 0.005:
+        return "same size"
+    return f"{compression:.2f}× smaller" if compression > 1 else f"{1 / compression:.2f}× larger"
+
+
+def kilobytes(count: object) -> str:
+    return "" if missing(count) else f"{count / 1024:.1f} KB"
 
 
 def missing(value: object) -> bool:

@@ -1,0 +1,153 @@
+"""Does it pay: a deployed cell's size and latency against the float model deployed on the same
+backend, measured in the same process, on the same batch and threads.
+
+The float model is deployed once per process for each model, backend and route (the mode's own
+float artifact when it makes one, such as its float .tflite or OpenVINO model; else the PyTorch
+float model through the backend's own deploy: exported, converted, lowered or compiled the way
+the quantized model was). Latency is timed in interleaved pairs (float then quantized, then the
+other way round) after a warm-up, until the median speedup is stable or the cell's budget
+(``latency_seconds`` in thresholds.toml) runs out. ``speedup`` is the median of the pairs'
+ratios (float time over quantized time: a pair runs back to back, so a slow spell of the
+machine strikes both of its halves), its spread their interquartile range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from matrix.cell import StageClock, first_line
+
+if TYPE_CHECKING:
+    from matrix.contract import CellContext, Deployed, Quantized
+
+# Which cells are timed (--latency): none, those of models (not of single operators), or all.
+LATENCY_CHOICES = ("off", "models", "all")
+DEFAULT_LATENCY = "models"
+WARM_UP = 2
+MIN_PAIRS = 6
+MAX_PAIRS = 400
+# The median speedup is stable when another CHECK_EVERY pairs move it by less than this share.
+STABLE = 0.01
+CHECK_EVERY = 10
+
+
+def timed(choice: str, kind: str) -> bool:
+    """Whether a cell of this kind ("model" or "operator") is timed under ``--latency choice``."""
+    if choice not in LATENCY_CHOICES:
+        raise ValueError(f"--latency must be one of {', '.join(LATENCY_CHOICES)}, not {choice!r}")
+    return choice == "all" or (choice == "models" and kind == "model")
+
+
+class FloatDeployments:
+    """The float models this process has deployed, the latest ``limit`` of them, or why one
+    could not be deployed."""
+
+    def __init__(self, limit: int = 16) -> None:
+        self.limit = limit
+        self._made: OrderedDict[tuple, Deployed | Exception] = OrderedDict()
+
+    def get(self, key: tuple, make: Callable[[], Deployed]) -> Deployed | Exception:
+        if key in self._made:
+            self._made.move_to_end(key)
+            return self._made[key]
+        try:
+            made: Deployed | Exception = make()
+        except Exception as exc:  # recorded as the reason the cell has no latency, never dropped
+            made = exc
+        self._made[key] = made
+        while len(self._made) > self.limit:
+            self._made.popitem(last=False)
+        return made
+
+
+FLOATS = FloatDeployments()
+
+
+def float_deployed(ctx: CellContext, quantized: Quantized) -> Deployed | Exception:
+    """The float model deployed on the cell's backend the way its quantized model was."""
+    own = quantized.float_artifact is not None
+    route = (ctx.case.mode, ctx.qspec.variant) if own else ("pytorch", ctx.qspec.variant.onnx_exporter)
+    key = (ctx.case.model, ctx.case.backend, *route)
+
+    def make() -> Deployed:
+        subject = quantized.float_artifact() if own else ctx.float_model
+        # The float deploy's stages are not the cell's, and it keeps no artifact of the cell's.
+        return ctx.backend.deploy(dataclasses.replace(ctx, clock=StageClock(), artifacts=None, handoff={}), subject)
+
+    return FLOATS.get(key, make)
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
+def time_pairs(float_run: Callable[..., Any], quantized_run: Callable[..., Any], batch: tuple[torch.Tensor, ...],
+               budget: float) -> dict[str, Any]:
+    """Median latency of each, in milliseconds, with interquartile ranges, and the speedup (the
+    median of the pairs' ratios) with its interquartile range."""
+    with torch.no_grad():
+        for _ in range(WARM_UP):
+            float_run(*batch)
+            quantized_run(*batch)
+        pairs: list[tuple[float, float]] = []
+        checked = None
+        deadline = time.perf_counter() + budget
+        while len(pairs) < MAX_PAIRS:
+            runs = (float_run, quantized_run) if len(pairs) % 2 == 0 else (quantized_run, float_run)
+            spent = []
+            for run in runs:
+                start = time.perf_counter()
+                run(*batch)
+                spent.append(time.perf_counter() - start)
+            pairs.append((spent[0], spent[1]) if runs[0] is float_run else (spent[1], spent[0]))
+            if len(pairs) < MIN_PAIRS:
+                continue
+            if time.perf_counter() > deadline:
+                break
+            if len(pairs) % CHECK_EVERY == 0:
+                now = statistics.median(f / q for f, q in pairs)
+                if checked is not None and abs(now - checked) <= STABLE * checked:
+                    break
+                checked = now
+    floats, quants = [f * 1e3 for f, _ in pairs], [q * 1e3 for _, q in pairs]
+    ratios = [f / q for f, q in pairs]
+    low, high = quartiles(ratios)
+    return {
+        "float_ms": round(statistics.median(floats), 4), "quantized_ms": round(statistics.median(quants), 4),
+        "float_iqr_ms": [round(v, 4) for v in quartiles(floats)],
+        "quantized_iqr_ms": [round(v, 4) for v in quartiles(quants)],
+        "speedup": round(statistics.median(ratios), 4),
+        "speedup_iqr": [round(low, 4), round(high, 4)],
+        "pairs": len(pairs),
+    }
+
+
+def measure(ctx: CellContext, quantized: Quantized, deployed: Deployed, budget: float) -> dict[str, Any]:
+    """The cell's ``latency`` and ``size`` against the float model on its backend; a float model
+    that does not deploy there leaves the reason in ``latency.error``."""
+    size: dict[str, Any] = {"bytes": deployed.size_bytes}
+    batch = tuple(tensor[: len(ctx.data.calibration[0][0])] for tensor in ctx.data.evaluation)
+    latency: dict[str, Any] = {"batch": len(batch[0]), "threads": torch.get_num_threads()}
+    reference = float_deployed(ctx, quantized)
+    if isinstance(reference, Exception):
+        latency["error"] = f"the float model did not deploy on this backend: {type(reference).__name__}: " \
+                           f"{first_line(reference)}"
+        return {"latency": latency, "size": size}
+    size["float_bytes"] = reference.size_bytes
+    if size["bytes"] and size["float_bytes"]:
+        size["compression"] = round(size["float_bytes"] / size["bytes"], 4)
+    try:
+        latency.update(time_pairs(reference.run, deployed.run, batch, budget))
+    except Exception as exc:  # the reason is the record's, never dropped
+        latency["error"] = f"timing failed: {type(exc).__name__}: {first_line(exc)}"
+    return {"latency": latency, "size": size}
