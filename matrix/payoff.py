@@ -49,7 +49,7 @@ class FloatDeployments:
     """The float models this process has deployed, the latest ``limit`` of them, or why one
     could not be deployed."""
 
-    def __init__(self, limit: int = 16) -> None:
+    def __init__(self, limit: int = 32) -> None:
         self.limit = limit
         self._made: OrderedDict[tuple, Deployed | Exception] = OrderedDict()
 
