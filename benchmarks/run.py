@@ -84,9 +84,14 @@ def show(title: str, found: dict) -> None:
           f"{measured / capacity:.1%} of worker time (goal <= {GOALS['measure_share']:.0%})")
 
 
+def spread(latency: dict) -> list[float]:
+    """A timed cell's recorded spread (records older than it kept the interquartile range)."""
+    return latency.get("speedup_spread") or latency["speedup_iqr"]
+
+
 def repeatability(first: list[dict], second: list[dict]) -> None:
     """How many cells timed in both runs have a speedup in the second run inside the first run's
-    spread (the interquartile range of its timed pairs), and the other way round."""
+    spread, and the other way round."""
     def speedups(records: list[dict]) -> dict[str, dict]:
         return {r["case_id"]: r["latency"] for r in records if (r.get("latency") or {}).get("speedup")}
 
@@ -96,7 +101,7 @@ def repeatability(first: list[dict], second: list[dict]) -> None:
         print("no cell was timed in both runs")
         return
     for name, base, other in (("second in first's spread", a, b), ("first in second's spread", b, a)):
-        inside = sum(1 for c in common if base[c]["speedup_iqr"][0] <= other[c]["speedup"] <= base[c]["speedup_iqr"][1])
+        inside = sum(1 for c in common if spread(base[c])[0] <= other[c]["speedup"] <= spread(base[c])[1])
         print(f"{name}: {inside}/{len(common)} cells ({inside / len(common):.1%}; goal >= {GOALS['repeatable']:.0%})")
     ratios = sorted(b[c]["speedup"] / a[c]["speedup"] for c in common)
     print(f"ratio of the speedups (second / first): median {ratios[len(ratios) // 2]:.3f}, "

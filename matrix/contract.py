@@ -85,6 +85,9 @@ class Deployed:
     # The deployed artifact's bytes: the module's state as torch.save writes it, the .onnx, the
     # .tflite, the .pte, the OpenVINO IR (.xml and .bin, weights as they are, not compressed).
     size_bytes: int | None = None
+    # The share of the deployed model's time on a batch in int8 kernels, quantize/dequantize,
+    # float kernels and the rest, from the backend's own profiler, where it has one.
+    profile: Callable[[tuple[torch.Tensor, ...]], dict[str, float]] | None = None
 
 
 # The family of PyTorch's own quantized engines: the converted module runs as it is.

@@ -39,6 +39,8 @@ def test_a_kernel_twice_as_fast_times_as_a_speedup_of_about_two():
     assert 1.6 < found["speedup"] < 2.4
     low, high = found["speedup_iqr"]
     assert low <= found["speedup"] <= high and high < 3
+    wide_low, wide_high = found["speedup_spread"]  # the 10th to 90th percentile holds the quartiles
+    assert wide_low <= low and high <= wide_high
     assert found["pairs"] >= payoff.MIN_PAIRS
     assert found["float_ms"] > found["quantized_ms"]
 
@@ -188,3 +190,36 @@ def test_the_pays_off_table_picks_the_fastest_passing_cell_and_counts_the_slower
     assert by_backend.loc["onnxruntime", "ptq_static"] == "0.70× (2 cells, 1 slower)"
     text = render_markdown({}, records)
     assert "## Does it pay" in text and "1.60× faster, 3.90× smaller" in text
+
+
+def test_profiled_time_is_split_by_kind_of_kernel():
+    from matrix.formats import onnx
+    from matrix.formats.pytorch import op_class, time_split
+
+    assert op_class("quantized::linear_dynamic") == "quantized" and op_class("onednn::qconv_pointwise") == "quantized"
+    assert op_class("aten::quantize_per_tensor") == "qdq" and op_class("aten::dequantize") == "qdq"
+    assert op_class("aten::addmm") == "float" and op_class("aten::relu") == "other"
+    assert onnx.op_class("QLinearConv") == "quantized" and onnx.op_class("DequantizeLinear") == "qdq"
+    assert onnx.op_class("FusedConv") == "float" and onnx.op_class("Relu") == "other"
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8)).eval()
+    batch = (torch.randn(16, 64),)
+    floating = time_split(model, batch)
+    assert floating["quantized"] == 0.0 and floating["float"] > 0.3
+    assert abs(sum(floating.values()) - 1.0) < 0.01
+    dynamic = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    assert time_split(dynamic, batch)["quantized"] > 0.3
+
+
+def test_a_profiler_that_fails_leaves_its_reason_beside_the_timing(monkeypatch):
+    backend = stand_in_backend(0.0)
+    deploy = backend.deploy
+
+    def unprofiled(ctx, model):
+        deployed = deploy(ctx, model)
+        deployed.profile = lambda inputs: (_ for _ in ()).throw(RuntimeError("profiler busy"))
+        return deployed
+    import dataclasses
+
+    record = run_stand_in(monkeypatch, dataclasses.replace(backend, deploy=unprofiled))
+    assert record["latency"]["time_split_error"] == "RuntimeError: profiler busy"
+    assert "speedup" in record["latency"]

@@ -20,7 +20,7 @@ from matrix.backends import Backend, register
 from matrix.cell import Unavailable
 from matrix.contract import Deployed, Inspection
 from matrix.formats.compiled import CompiledGraph
-from matrix.formats.pytorch import serialized_bytes
+from matrix.formats.pytorch import serialized_bytes, time_split
 from matrix.qconfigs import pt2e_config
 from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
@@ -81,7 +81,7 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
     inspection = inspect_code(sources)
     if isinstance(model, torch.fx.GraphModule):
         run = CompiledGraph(run, model, compiled)
-    return Deployed(run, inspection, size_bytes=serialized_bytes(model))
+    return Deployed(run, inspection, size_bytes=serialized_bytes(model), profile=lambda inputs: time_split(run, inputs))
 
 
 def pt2e_quantizer(scheme: str, qspec: QSpec):

@@ -22,7 +22,7 @@ from torch.utils._pytree import tree_leaves
 
 from matrix.backends import NATIVE, Backend, quantized_engine, register
 from matrix.contract import Deployed, Inspection
-from matrix.formats.pytorch import serialized_bytes
+from matrix.formats.pytorch import serialized_bytes, time_split
 from matrix.vocabulary import Stage
 
 QUANTIZED_NAMESPACES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
@@ -165,7 +165,8 @@ def deploy(ctx, model: nn.Module) -> Deployed:
         with torch.no_grad():
             return model(*inputs)
 
-    return Deployed(run, inspection, model=model, size_bytes=serialized_bytes(model))
+    return Deployed(run, inspection, model=model, size_bytes=serialized_bytes(model),
+                    profile=lambda inputs: time_split(run, inputs))
 
 
 def _engine_reason(engine: str) -> str | None:

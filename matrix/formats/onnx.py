@@ -11,6 +11,7 @@ around a float Conv or MatMul mean ORT ran float.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import shutil
 import tempfile
@@ -225,6 +226,45 @@ def session_runner(session: Any, every_output: bool = False):
     return run
 
 
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+
+
+def op_class(op_type: str) -> str:
+    """Which share of a profile (formats.pytorch.SPLIT) an ONNX Runtime kernel's time counts as."""
+    if is_quantized_op(op_type):
+        return "quantized"
+    if op_type in QDQ_OPS:
+        return "qdq"
+    return "float" if op_type in FLOAT_OPS else "other"
+
+
+def time_split(content: bytes, inputs: tuple[torch.Tensor, ...]) -> dict[str, float]:
+    """The share of the model's time on ``inputs`` by kind of kernel, from ONNX Runtime's own
+    profiler: a session like the deployed one, with profiling on, over a few calls."""
+    import onnxruntime as ort
+
+    from matrix.formats.pytorch import PROFILED_CALLS, shares
+
+    with tempfile.TemporaryDirectory(prefix="qmatrix-ort-profile-") as folder:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "profile")
+        session = ort.InferenceSession(content, options, providers=PROVIDERS)
+        run = session_runner(session)
+        for _ in range(PROFILED_CALLS):
+            run(*inputs)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    seconds: dict[str, float] = {}
+    for event in events:
+        op_type = (event.get("args") or {}).get("op_name")
+        if event.get("cat") == "Node" and op_type and event.get("name", "").endswith("_kernel_time"):
+            kind = op_class(op_type)
+            seconds[kind] = seconds.get(kind, 0.0) + event.get("dur", 0) / 1e6
+    return shares(seconds)
+
+
 def deploy_file(ctx: CellContext, path: Path) -> Deployed:
     """Load an ONNX file already written (by export or by ONNX Runtime's quantizer), inspect, run."""
     import onnx
@@ -233,7 +273,9 @@ def deploy_file(ctx: CellContext, path: Path) -> Deployed:
     with ctx.clock.stage(Stage.LOAD):
         session = load_session(path, optimized_path)
         inspection = inspect_models(onnx.load(str(path)), onnx.load(str(optimized_path)))
-    return Deployed(session_runner(session), inspection, size_bytes=path.stat().st_size + external_bytes(path))
+    content = path.read_bytes()
+    return Deployed(session_runner(session), inspection, size_bytes=len(content) + external_bytes(path),
+                    profile=lambda inputs: time_split(content, inputs))
 
 
 def external_bytes(path: Path) -> int:

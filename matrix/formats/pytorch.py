@@ -38,3 +38,51 @@ def serialized_bytes(module: nn.Module) -> int:
     buffer = io.BytesIO()
     torch.save(deployed_state(module), buffer)
     return buffer.getbuffer().nbytes
+
+
+# How a profiled op's time is counted (:func:`time_split`): the int8 kernels of PyTorch's
+# engines and of Inductor's oneDNN calls, the moves in and out of int8, the float kernels that
+# carry a model's arithmetic, and everything else (elementwise ops, data movement, the fused
+# C++ kernels Inductor generates).
+QUANTIZED_PREFIXES = ("quantized::", "_quantized::", "onednn::q")
+QDQ_PREFIXES = ("aten::quantize_per_", "aten::dequantize", "quantized_decomposed::", "aten::_make_per_",
+                "aten::int_repr", "aten::q_")
+FLOAT_KERNELS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::convolution",
+                 "aten::_convolution", "aten::mkldnn_convolution", "aten::conv1d", "aten::conv2d", "aten::conv3d",
+                 "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::lstm", "aten::gru", "aten::rnn_tanh",
+                 "aten::embedding", "aten::_embedding_bag", "mkldnn::_linear_pointwise",
+                 "mkldnn::_convolution_pointwise", "mkldnn::_convolution_transpose_pointwise", "aten::_mkldnn_linear"}
+SPLIT = ("quantized", "qdq", "float", "other")
+PROFILED_CALLS = 5
+
+
+def op_class(name: str) -> str:
+    """Which of :data:`SPLIT` a profiled op's time counts as."""
+    if name.startswith(QUANTIZED_PREFIXES):
+        return "quantized"
+    if name.startswith(QDQ_PREFIXES):
+        return "qdq"
+    if name in FLOAT_KERNELS or name.startswith("mkl::"):
+        return "float"
+    return "other"
+
+
+def shares(seconds: dict[str, float]) -> dict[str, float]:
+    """Time by class as shares of the whole, each of :data:`SPLIT` present."""
+    total = sum(seconds.values())
+    return {name: round(seconds.get(name, 0.0) / total, 4) if total else 0.0 for name in SPLIT}
+
+
+def time_split(run, inputs: tuple[torch.Tensor, ...]) -> dict[str, float]:
+    """The share of ``run``'s time on ``inputs`` in int8 kernels, quantize/dequantize, float
+    kernels and the rest, from PyTorch's profiler (self CPU time of each op, over a few calls)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as found:
+        for _ in range(PROFILED_CALLS):
+            run(*inputs)
+    seconds: dict[str, float] = {}
+    for event in found.key_averages():
+        kind = op_class(event.key)
+        seconds[kind] = seconds.get(kind, 0.0) + event.self_cpu_time_total / 1e6
+    return shares(seconds)

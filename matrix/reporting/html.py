@@ -346,10 +346,10 @@ def cells(run: tables.Run) -> str:
             f'<td>{_e(r["stage"])}</td><td class="text" title="{_e(error)}">{_e(error)}</td>'
             f"{_number(r['sqnr_db'], db_=True)}{_number(r['sqnr_sim_db'], db_=True)}{_number(r['lsb_err_vs_sim'])}"
             f"<td>{_e(r['fidelity'] or '')}</td>"
-            f"{_count(r['quantized_ops'])}{_speedup(r)}{_number(r['compression'])}"
+            f"{_count(r['quantized_ops'])}{_speedup(r)}{_number(r['compression'])}{_share(r['time_split'])}"
             f'{_count(r["size_bytes"])}<td class="num" data-v="{r["seconds"]}">{r["seconds"]:.2f}</td></tr>')
     columns = [*axes, "status", "verdict", "stage", "error / reason", "SQNR dB", "sim dB", "LSB vs sim", "fidelity",
-               "q ops", "speedup", "compression", "bytes", "s"]
+               "q ops", "speedup", "compression", "int8 time", "bytes", "s"]
     body = f'<table class="sortable filterable" id="cell-table">{_th(columns)}<tbody>{"".join(rows)}</tbody></table>'
     return _section("cells", "All cells",
                     "Every cell of the run. Click a column to sort, a row for its whole record (stage, error, "
@@ -361,11 +361,19 @@ def _speedup(r: pd.Series) -> str:
     slower than float is marked."""
     if missing(r["speedup"]):
         return f'<td data-v="" title="{_e(r["latency_error"] or "not timed")}"></td>'
-    hint = f"{speed(r['speedup'], r['speedup_low'], r['speedup_high'])}: interquartile range " \
+    hint = f"{speed(r['speedup'], r['speedup_low'], r['speedup_high'])}: spread " \
            f"{r['speedup_low']:.2f} to {r['speedup_high']:.2f}; {r['quantized_ms']:.3f} ms, " \
            f"float {r['float_ms']:.3f} ms"
     marked = " over" if tables.slower(r) else ""
     return f'<td class="num{marked}" data-v="{r["speedup"]}" title="{_e(hint)}">{r["speedup"]:.2f}</td>'
+
+
+def _share(split: object) -> str:
+    """The share of a cell's time in int8 kernels, the whole split in the tooltip."""
+    if not isinstance(split, dict):
+        return '<td data-v=""></td>'
+    return f'<td class="num" data-v="{split.get("quantized", 0.0)}" title="{_e(tables.time_split(split))}">' \
+           f"{tables.int8_share(split)}</td>"
 
 
 def _count(value: object) -> str:

@@ -52,11 +52,13 @@ MEANINGS = {
 }
 PAYS_TEXT = (
     "Per model and backend, the fastest cell that passes, with its latency and size against the float model "
-    "deployed on the same backend, timed in the same process on one batch in interleaved pairs "
-    "(speedup = the median of the pairs' float / quantized ratios; \"same speed\" when their interquartile "
-    "range holds 1), and how many timed cells there ran slower than float (their whole range below 1). "
-    "The reference models are toy-sized: their latencies are mostly call overhead, not arithmetic, so a "
-    "speedup here says little of a full-sized model's.")
+    "deployed on the same backend, timed in the same process on one batch in interleaved pairs (speedup = the "
+    "median of the pairs' float / quantized ratios; \"same speed\" when their spread, the 10th to 90th "
+    "percentile, holds 1); where the quantized model's time went by kind of kernel (int8, quantize/dequantize, "
+    "float, and everything else: elementwise and fused kernels, data movement, call overhead; from the "
+    "backend's profiler, for PyTorch's engines, Inductor and ONNX Runtime); and how many timed cells there ran "
+    "slower than float (their whole spread below 1). The reference models are toy-sized: their latencies are "
+    "mostly call overhead, not arithmetic, so a speedup here says little of a full-sized model's.")
 # Column order of the operator table within a backend; schemes not listed follow in order of appearance.
 SCHEME_ORDER = ["ptq_static", "ptq_dynamic", "qat", "weight_only", "fp16"]
 # The output scale and zero point PyTorch fixes for the fixed-qparams ops, by op and output dtype:
@@ -129,17 +131,32 @@ def frame(records: list[dict]) -> pd.DataFrame:
 
 
 PAYOFF_COLUMNS = ("speedup", "speedup_low", "speedup_high", "float_ms", "quantized_ms", "latency_error",
-                  "size_bytes", "float_bytes", "compression")
+                  "size_bytes", "float_bytes", "compression", "time_split")
 
 
 def payoff_columns(record: dict) -> dict:
     """A record's speed and size against float on its backend (:mod:`matrix.payoff`), flat."""
     latency, sized = record.get("latency") or {}, record.get("size") or {}
-    low, high = latency.get("speedup_iqr") or (None, None)
+    # Records older than the spread kept only the interquartile range.
+    low, high = latency.get("speedup_spread") or latency.get("speedup_iqr") or (None, None)
     return {"speedup": latency.get("speedup"), "speedup_low": low, "speedup_high": high,
             "float_ms": latency.get("float_ms"), "quantized_ms": latency.get("quantized_ms"),
             "latency_error": latency.get("error"), "size_bytes": sized.get("bytes"),
-            "float_bytes": sized.get("float_bytes"), "compression": sized.get("compression")}
+            "float_bytes": sized.get("float_bytes"), "compression": sized.get("compression"),
+            "time_split": latency.get("time_split")}
+
+
+def int8_share(split: object) -> str:
+    """The share of a cell's time in int8 kernels, from its backend's profiler ("" when not profiled)."""
+    return f"{split.get('quantized', 0.0):.0%}" if isinstance(split, dict) else ""
+
+
+def time_split(split: object) -> str:
+    """Where a cell's time went, from its backend's profiler, in words ("" when not profiled)."""
+    if not isinstance(split, dict):
+        return ""
+    return ", ".join(f"{split.get(key, 0.0):.0%} {word}" for key, word in
+                     (("quantized", "int8"), ("qdq", "q/dq"), ("float", "float"), ("other", "other")))
 
 
 def pays(row: pd.Series) -> str:
@@ -149,7 +166,7 @@ def pays(row: pd.Series) -> str:
 
 
 def slower(row: pd.Series) -> bool:
-    """Slower than float on its backend: the whole spread of its timed pairs below 1."""
+    """Slower than float on its backend: the whole spread of its timed pairs' ratios below 1."""
     return not missing(row["speedup_high"]) and row["speedup_high"] < 1.0
 
 
@@ -280,7 +297,7 @@ def pays_off(run: Run) -> pd.DataFrame:
         best = passing.loc[passing["speedup"].idxmax()] if len(passing) else None
         row = {"model": model, "backend": backend, "fastest passing cell": "none passes", "speedup": None,
                "speed": "", "ms: quantized (float)": "", "size: quantized (float)": "",
-               "sqnr dB": ""}
+               "sqnr dB": "", "time by kernel": ""}
         if best is not None:
             row.update({
                 "fastest passing cell": " ".join(p for p in (best["mode"], best["scheme"], best["qspec"])
@@ -289,7 +306,7 @@ def pays_off(run: Run) -> pd.DataFrame:
                 "speed": speed(best["speedup"], best["speedup_low"], best["speedup_high"]),
                 "ms: quantized (float)": f"{best['quantized_ms']:.3f} ({best['float_ms']:.3f})",
                 "size: quantized (float)": f"{kilobytes(best['size_bytes'])} ({kilobytes(best['float_bytes'])})",
-                "sqnr dB": db(best["sqnr_db"])})
+                "sqnr dB": db(best["sqnr_db"]), "time by kernel": time_split(best["time_split"])})
         row.update({"passing of timed": f"{len(passing)}/{len(group)}",
                     "slower than float": int(group.apply(slower, axis=1).sum())})
         rows.append(row)
@@ -374,7 +391,8 @@ def details(run: Run) -> pd.DataFrame:
             "acc": number(r["accuracy"], 3), "q ops": "" if missing(r["quantized_ops"]) else int(r["quantized_ops"]),
             "float ops": "" if missing(r["float_ops"]) else int(r["float_ops"]),
             "speedup": "" if missing(r["speedup"]) else f"{r['speedup']:.2f}",
-            "size": kilobytes(r["size_bytes"]), "compression": number(r["compression"]), "s": r["seconds"],
+            "size": kilobytes(r["size_bytes"]), "compression": number(r["compression"]),
+            "int8 time": int8_share(r["time_split"]), "s": r["seconds"],
             "first divergence": r["divergence"] or "",
             "reproduce": reproduce(r["nodeid"]) if r["status"] in FAILED else "",
         })

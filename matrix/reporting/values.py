@@ -92,7 +92,7 @@ def db(value: float) -> str:
 
 def speed(speedup: object, low: object = None, high: object = None) -> str:
     """A speedup over float in words: "1.3× faster", "1.8× slower", or "same speed" when its
-    spread (the interquartile range of the timed pairs) holds 1."""
+    spread (the timed pairs' ratios from the 10th to the 90th percentile) holds 1."""
     if missing(speedup):
         return ""
     if not missing(low) and not missing(high) and low <= 1.0 <= high:
