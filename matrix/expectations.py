@@ -10,7 +10,10 @@ Two kinds of entry, both keyed by case-id patterns:
   package versions it holds for, CPU features the machine must lack
   (``cpu_lacks``), the metrics an inaccurate cell is over (``over``), and
   ``at_worst`` for a cause that strikes depending on the data (a better
-  outcome is then as expected too). An entry may speak of the status (against
+  outcome is then as expected too), and ``modules``: PyTorch module types of
+  which the cell's model must hold one for the cause to be there (an
+  ``nn.Linear``, say, subclasses included), so an entry holds on any model with
+  the cause, a user's included. An entry may speak of the status (against
   float), of the ``fidelity`` (``departs``: the kernels leave the mode's own
   simulation), or of both.
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -37,7 +40,9 @@ from matrix.vocabulary import ACCURACY_METRICS, FIDELITIES, RANK, STATUSES, SURP
 PATH = Path(__file__).with_name("expectations.toml")
 CLAIM_KEYS = {"cases", "status", "claim", "source"}
 EXPECT_KEYS = {"cases", "status", "reason", "source", "stage", "error_type", "error_match", "versions", "cpu_lacks",
-               "over", "at_worst", "fidelity"}
+               "over", "at_worst", "fidelity", "modules"}
+# The class names of a cell's model's modules (torch's own classes, with their bases), made on demand.
+ModuleTypes = Callable[[], frozenset[str]]
 # The metrics an inaccurate cell can be over (the record's ``violations`` the status is judged by).
 METRICS = ACCURACY_METRICS
 
@@ -66,6 +71,8 @@ class Entry:
     at_worst: bool = False
     # Fidelity to the simulation the cause brings about (Fidelity.DEPARTS), or None.
     fidelity: str | None = None
+    # torch.nn module types of which the cell's model must hold one (subclasses included).
+    modules: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -76,12 +83,15 @@ class Entry:
         """The entry's glob patterns as one regular expression (fnmatch's own translation)."""
         return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in self.cases))
 
-    def matches(self, case_id: str, claimable: bool) -> bool:
+    def matches(self, case_id: str, claimable: bool, module_types: ModuleTypes | None = None) -> bool:
         """Whether the entry speaks of a cell; a docs claim only of a ``claimable`` one
-        (see :meth:`Expectations.lookup`)."""
+        (see :meth:`Expectations.lookup`); an entry with ``modules`` only of a cell whose model
+        holds one of them (``module_types``; none known: it does not)."""
         if self.kind == "claim" and not claimable:
             return False
-        return self._pattern.match(case_id) is not None
+        if self._pattern.match(case_id) is None:
+            return False
+        return not self.modules or (module_types is not None and bool(set(self.modules) & module_types()))
 
     def holds_here(self, installed: dict[str, str | None], cpu: frozenset[str] = frozenset()) -> bool:
         """Whether the entry holds in this environment: its package versions, and a CPU known to lack
@@ -106,6 +116,8 @@ class Entry:
             found["cpu_lacks"] = list(self.cpu_lacks)
         if self.at_worst:
             found["at_worst"] = True
+        if self.modules:
+            found["modules"] = list(self.modules)
         return found
 
 
@@ -146,34 +158,35 @@ class Expectations:
         return self._installed[package]
 
     def _first(self, kind: str, case_id: str, claimable: bool, at_worst: bool = False,
-               about: str = "status") -> Entry | None:
+               about: str = "status", module_types: ModuleTypes | None = None) -> Entry | None:
         for entry in self.entries:
             if (entry.kind == kind and entry.at_worst == at_worst and getattr(entry, about) is not None
-                    and entry.matches(case_id, claimable)):
+                    and entry.matches(case_id, claimable, module_types)):
                 installed = {p: self._version(p) for p in entry.versions}
                 if entry.holds_here(installed, self.cpu):
                     return entry
         return None
 
-    def lookup(self, case_id: str, claimable: bool) -> Expectation:
+    def lookup(self, case_id: str, claimable: bool, module_types: ModuleTypes | None = None) -> Expectation:
         """What is expected of a cell. ``claimable``: the cell is one PyTorch's quantization page
-        speaks of (one of its engines, with their default qconfig), so its docs claims apply."""
-        claim = self._first("claim", case_id, claimable)
-        entry = self._first("expect", case_id, claimable) or claim
+        speaks of (one of its engines, with their default qconfig), so its docs claims apply;
+        ``module_types``: what its model is made of, for the entries that name module types."""
+        first = functools.partial(self._first, case_id=case_id, claimable=claimable, module_types=module_types)
+        claim = first("claim")
+        entry = first("expect") or claim
         if entry is None or entry.status == Status.PASS.value:
             # A cause that strikes depending on the data bears only on a cell otherwise expected to pass.
-            entry = self._first("expect", case_id, claimable, at_worst=True) or entry
-        departs = (self._first("expect", case_id, claimable, about="fidelity")
-                   or self._first("expect", case_id, claimable, at_worst=True, about="fidelity"))
+            entry = first("expect", at_worst=True) or entry
+        departs = first("expect", about="fidelity") or first("expect", at_worst=True, about="fidelity")
         fidelity = {"fidelity": departs.fidelity, "fidelity_entry": departs} if departs else {}
         if entry is None:
             return Expectation(Status.PASS.value, None, None, None, **fidelity)
         return Expectation(entry.status, entry.text, entry, claim, **fidelity)
 
-    def stale(self, cells: Iterable[tuple[str, bool]]) -> list[Entry]:
-        """Entries that match none of the given cells (``(case_id, claimable)`` pairs)."""
+    def stale(self, cells: Iterable[tuple[str, bool, ModuleTypes | None]]) -> list[Entry]:
+        """Entries that match none of the given cells (``(case_id, claimable, module_types)``)."""
         cells = list(cells)
-        return [e for e in self.entries if not any(e.matches(i, claimable) for i, claimable in cells)]
+        return [e for e in self.entries if not any(e.matches(*cell) for cell in cells)]
 
 
 def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
@@ -208,7 +221,7 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
     except (InvalidSpecifier, AttributeError) as exc:
         raise ExpectationError(f"{where}: bad versions: {exc}") from exc
     lists = {}
-    for key in ("cpu_lacks", "over"):
+    for key in ("cpu_lacks", "over", "modules"):
         value = raw.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ExpectationError(f"{where}: {key!r} must be a list of names")
@@ -218,6 +231,9 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
         raise ExpectationError(f"{where}: 'over' names unknown metrics {unknown_metrics} (valid: {list(METRICS)})")
     if lists["over"] and raw.get("status") != Status.INACCURATE.value:
         raise ExpectationError(f"{where}: 'over' is for status 'inaccurate', not {raw.get('status')!r}")
+    unknown_modules = [m for m in lists["modules"] if not _torch_module_type(m)]
+    if unknown_modules:
+        raise ExpectationError(f"{where}: 'modules' names no torch.nn module type: {unknown_modules}")
     if not isinstance(raw.get("at_worst", False), bool):
         raise ExpectationError(f"{where}: 'at_worst' must be true or false")
     return Entry(
@@ -226,6 +242,13 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
         error_match=pattern, versions=versions, **lists, at_worst=raw.get("at_worst", False),
         fidelity=raw.get("fidelity"),
     )
+
+
+def _torch_module_type(name: str) -> bool:
+    import torch
+
+    found = getattr(torch.nn, name, None)
+    return isinstance(found, type) and issubclass(found, torch.nn.Module)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import faulthandler
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from matrix.schemes import SCHEMES
 from matrix.thresholds import PATH as THRESHOLDS_PATH
 from matrix.thresholds import ThresholdError, Thresholds
 from matrix.vocabulary import Stage, Status, Verdict
-from models import MODELS
+from models import MODELS, module_types
 from models.sources import ModelSourceError, load_entry_points, load_file
 
 AXES = {"models": MODELS, "modes": MODES, "schemes": SCHEMES, "qspecs": QSPECS, "backends": BACKENDS}
@@ -69,12 +70,27 @@ class Matrix:
     def stale_expectations(self) -> list:
         """Expectation entries that match no cell of the whole matrix (computed once)."""
         if self._stale is None:
-            self._stale = self.expectations.stale((case.id, claimable(case)) for case in self.all_cases)
+            self._stale = self.expectations.stale(cell_facts(case) for case in self.all_cases)
         return self._stale
 
 
 MATRIX = pytest.StashKey[Matrix]()
 FAULTS = pytest.StashKey[object]()
+
+
+@functools.cache
+def model_module_types(name: str) -> frozenset[str]:
+    """The module types of a model of the matrix (built once per process), for the expectations
+    that name module types."""
+    try:
+        return module_types(MODELS[name].instantiate())
+    except Exception:  # a model that does not build: its cells record it, as a broken case
+        return frozenset()
+
+
+def cell_facts(case: Case) -> tuple[str, bool, Callable[[], frozenset[str]]]:
+    """What expectations match a cell by: its id, whether docs claims apply, its model's module types."""
+    return case.id, claimable(case), functools.partial(model_module_types, case.model)
 
 
 def claimable(case: Case) -> bool:
@@ -284,7 +300,7 @@ def _finish(record: dict, expected: Expectation, nodeid: str) -> Judged:
 def attempt(case: Case, request: pytest.FixtureRequest) -> None:
     """Run one cell, keep its record, and turn observed-versus-expected into a pytest outcome."""
     matrix = request.config.stash[MATRIX]
-    expected = matrix.expectations.lookup(case.id, claimable(case))
+    expected = matrix.expectations.lookup(*cell_facts(case))
     nodeid = request.node.nodeid
     worker = _worker(request.config)
     faults = request.config.stash.get(FAULTS, None)
@@ -345,7 +361,7 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
     if case is None:
         return
     worker = report.node.gateway.id
-    expected = matrix.expectations.lookup(case.id, claimable(case))
+    expected = matrix.expectations.lookup(*cell_facts(case))
     recorded = _recorded(matrix.run, case.id)
     record = recorded or _crash_record(case, matrix.run, worker)
     found = _finish(record, expected, crashitem)

@@ -110,6 +110,13 @@ def _estimate_batch_norm(model: nn.Module, sample: Sampler, seed: int) -> None:
         norm.num_batches_tracked.zero_()
 
 
+def module_types(model: nn.Module) -> frozenset[str]:
+    """The names of torch's own module classes ``model`` is built of, each with its bases (a
+    NonDynamicallyQuantizableLinear is a Linear too): what expectations by module type read."""
+    return frozenset(cls.__name__ for module in model.modules() for cls in type(module).__mro__
+                     if cls.__module__.startswith("torch.nn") and issubclass(cls, nn.Module))
+
+
 MODELS: dict[str, ModelSpec] = {}
 
 

@@ -115,9 +115,9 @@ def test_shipped_expectations_load_and_none_is_stale():
     from models import MODELS
 
     shipped = Expectations.load()
-    from matrix.plugin import claimable
+    from matrix.plugin import cell_facts
 
-    cells = [(c.id, claimable(c)) for c in expand(MODELS, MODES, SCHEMES, BACKENDS)]
+    cells = [cell_facts(c) for c in expand(MODELS, MODES, SCHEMES, BACKENDS)]
     assert shipped.stale(cells) == []
     assert all(e.source for e in shipped.entries)
 
@@ -241,3 +241,41 @@ source = "docs"
     assert found.lookup("op_lstm-fx-ptq_static-inductor", True).status == "not_quantized"
     linear = found.lookup("op_linear-fx-ptq_static-inductor", True)
     assert (linear.status, linear.claim.status) == ("inaccurate", "pass")
+
+
+def test_an_entry_by_module_type_holds_on_any_model_that_has_one(tmp_path):
+    from torch import nn
+
+    from models import module_types
+
+    path = tmp_path / "expectations.toml"
+    path.write_text('''[[expect]]
+cases = ["*-pt2e-ptq_dynamic-onnxruntime"]
+modules = ["Linear"]
+status = "fail"
+stage = "export"
+reason = "no ONNX translation for the per-call qparams of a dynamic linear"
+source = "upstream"
+''')
+    entries = Expectations.load(path)
+    attention = module_types(nn.MultiheadAttention(8, 2))  # its out_proj is a subclass of Linear
+    assert "Linear" in attention
+    assert entries.lookup("users_net-pt2e-ptq_dynamic-onnxruntime", False, lambda: attention).status == "fail"
+    convs = module_types(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+    assert entries.lookup("conv_net-pt2e-ptq_dynamic-onnxruntime", False, lambda: convs).status == "pass"
+    assert entries.lookup("users_net-pt2e-ptq_dynamic-onnxruntime", False).status == "pass"  # nothing known
+    assert entries.stale([("conv_net-pt2e-ptq_dynamic-onnxruntime", False, lambda: convs)]) == entries.entries
+    assert entries.entries[0].as_dict()["modules"] == ["Linear"]
+
+
+def test_a_module_type_that_torch_does_not_have_is_named(tmp_path):
+    path = tmp_path / "expectations.toml"
+    path.write_text('''[[expect]]
+cases = ["*"]
+modules = ["Linaer"]
+status = "fail"
+reason = "r"
+source = "s"
+''')
+    with pytest.raises(ExpectationError, match=r"#1: 'modules' names no torch.nn module type: \['Linaer'\]"):
+        Expectations.load(path)
