@@ -12,8 +12,9 @@ Two kinds of entry, both keyed by case-id patterns:
   ``at_worst`` for a cause that strikes depending on the data (a better
   outcome is then as expected too), and ``modules``: PyTorch module types of
   which the cell's model must hold one for the cause to be there (an
-  ``nn.Linear``, say, subclasses included), so an entry holds on any model with
-  the cause, a user's included. An entry may speak of the status (against
+  ``nn.Linear``, say, subclasses included) and ``lacks_modules``: types of which
+  it must hold none (a cause that is an absence), so an entry holds on any model
+  with the cause, a user's included. An entry may speak of the status (against
   float), of the ``fidelity`` (``departs``: the kernels leave the mode's own
   simulation), or of both.
 
@@ -40,7 +41,7 @@ from matrix.vocabulary import ACCURACY_METRICS, FIDELITIES, RANK, STATUSES, SURP
 PATH = Path(__file__).with_name("expectations.toml")
 CLAIM_KEYS = {"cases", "status", "claim", "source"}
 EXPECT_KEYS = {"cases", "status", "reason", "source", "stage", "error_type", "error_match", "versions", "cpu_lacks",
-               "over", "at_worst", "fidelity", "modules"}
+               "over", "at_worst", "fidelity", "modules", "lacks_modules"}
 # The class names of a cell's model's modules (torch's own classes, with their bases), made on demand.
 ModuleTypes = Callable[[], frozenset[str]]
 # The metrics an inaccurate cell can be over (the record's ``violations`` the status is judged by).
@@ -73,6 +74,8 @@ class Entry:
     fidelity: str | None = None
     # torch.nn module types of which the cell's model must hold one (subclasses included).
     modules: tuple[str, ...] = ()
+    # torch.nn module types of which the cell's model must hold none.
+    lacks_modules: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -86,12 +89,18 @@ class Entry:
     def matches(self, case_id: str, claimable: bool, module_types: ModuleTypes | None = None) -> bool:
         """Whether the entry speaks of a cell; a docs claim only of a ``claimable`` one
         (see :meth:`Expectations.lookup`); an entry with ``modules`` only of a cell whose model
-        holds one of them (``module_types``; none known: it does not)."""
+        holds one of them, or with ``lacks_modules`` none (``module_types``; none known: the
+        entry does not match)."""
         if self.kind == "claim" and not claimable:
             return False
         if self._pattern.match(case_id) is None:
             return False
-        return not self.modules or (module_types is not None and bool(set(self.modules) & module_types()))
+        if not (self.modules or self.lacks_modules):
+            return True
+        if module_types is None:
+            return False
+        held = module_types()
+        return (not self.modules or bool(set(self.modules) & held)) and not set(self.lacks_modules) & held
 
     def holds_here(self, installed: dict[str, str | None], cpu: frozenset[str] = frozenset()) -> bool:
         """Whether the entry holds in this environment: its package versions, and a CPU known to lack
@@ -118,6 +127,8 @@ class Entry:
             found["at_worst"] = True
         if self.modules:
             found["modules"] = list(self.modules)
+        if self.lacks_modules:
+            found["lacks_modules"] = list(self.lacks_modules)
         return found
 
 
@@ -221,7 +232,7 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
     except (InvalidSpecifier, AttributeError) as exc:
         raise ExpectationError(f"{where}: bad versions: {exc}") from exc
     lists = {}
-    for key in ("cpu_lacks", "over", "modules"):
+    for key in ("cpu_lacks", "over", "modules", "lacks_modules"):
         value = raw.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ExpectationError(f"{where}: {key!r} must be a list of names")
@@ -231,9 +242,10 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
         raise ExpectationError(f"{where}: 'over' names unknown metrics {unknown_metrics} (valid: {list(METRICS)})")
     if lists["over"] and raw.get("status") != Status.INACCURATE.value:
         raise ExpectationError(f"{where}: 'over' is for status 'inaccurate', not {raw.get('status')!r}")
-    unknown_modules = [m for m in lists["modules"] if not _torch_module_type(m)]
-    if unknown_modules:
-        raise ExpectationError(f"{where}: 'modules' names no torch.nn module type: {unknown_modules}")
+    for key in ("modules", "lacks_modules"):
+        unknown_modules = [m for m in lists[key] if not _torch_module_type(m)]
+        if unknown_modules:
+            raise ExpectationError(f"{where}: {key!r} names no torch.nn module type: {unknown_modules}")
     if not isinstance(raw.get("at_worst", False), bool):
         raise ExpectationError(f"{where}: 'at_worst' must be true or false")
     return Entry(

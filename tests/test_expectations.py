@@ -279,3 +279,24 @@ source = "s"
 ''')
     with pytest.raises(ExpectationError, match=r"#1: 'modules' names no torch.nn module type: \['Linaer'\]"):
         Expectations.load(path)
+
+
+def test_an_entry_for_an_absence_holds_on_models_without_those_modules(tmp_path):
+    from torch import nn
+
+    from models import module_types
+
+    path = tmp_path / "expectations.toml"
+    path.write_text('''[[expect]]
+cases = ["*-fx-ptq_dynamic-onnxruntime"]
+lacks_modules = ["Linear", "LSTM"]
+status = "not_quantized"
+reason = "dynamic quantization covers linear and recurrent layers only"
+source = "docs"
+''')
+    entries = Expectations.load(path)
+    convs = module_types(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
+    recurrent = module_types(nn.Sequential(nn.LSTM(4, 4)))
+    assert entries.lookup("conv_net-fx-ptq_dynamic-onnxruntime", False, lambda: convs).status == "not_quantized"
+    assert entries.lookup("lstm_net-fx-ptq_dynamic-onnxruntime", False, lambda: recurrent).status == "pass"
+    assert entries.entries[0].as_dict()["lacks_modules"] == ["Linear", "LSTM"]
