@@ -134,6 +134,7 @@ def _timed_out(record: dict, clock: StageClock, exc: CellTimeout, hard: bool) ->
 def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds, artifacts: Path | None,
              localize_all: bool = False, time_it: bool = False) -> None:
     spec = MODELS[case.model]
+    limits = thresholds.for_cell(case.scheme, case.model, case.backend)
     with clock.stage(Stage.REFERENCE), torch.no_grad():
         float_model = spec.instantiate()
         data = spec.make_data()
@@ -161,8 +162,7 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
             output = in_batches(deployed.run, data.evaluation)
         if time_it:
             with clock.stage(Stage.MEASURE):
-                budget = thresholds.for_cell(case.scheme, case.model, case.backend)["latency_seconds"]
-                record.update(measure(ctx, quantized, deployed, budget))
+                record.update(measure(ctx, quantized, deployed, limits["latency_seconds"]))
         else:
             record["size"] = {"bytes": deployed.size_bytes}
     with clock.stage(Stage.COMPARE):
@@ -172,7 +172,6 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         record.update(status=Status.NOT_QUANTIZED.value,
                       reason="no quantized compute op in the deployed artifact")
         return
-    limits = thresholds.for_cell(case.scheme, case.model, case.backend)
     violations = judge(metrics, limits)
     record["limits"] = {key: limits[key] for key in JUDGED}
     record["violations"] = [v.as_dict() for v in violations]
