@@ -256,13 +256,9 @@ def time_split(content: bytes, inputs: tuple[torch.Tensor, ...]) -> dict[str, fl
         for _ in range(PROFILED_CALLS):
             run(*inputs)
         events = json.loads(Path(session.end_profiling()).read_text())
-    seconds: dict[str, float] = {}
-    for event in events:
-        op_type = (event.get("args") or {}).get("op_name")
-        if event.get("cat") == "Node" and op_type and event.get("name", "").endswith("_kernel_time"):
-            kind = op_class(op_type)
-            seconds[kind] = seconds.get(kind, 0.0) + event.get("dur", 0) / 1e6
-    return shares(seconds)
+    kernels = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
+               and (e.get("args") or {}).get("op_name")]
+    return shares((op_class(e["args"]["op_name"]), e.get("dur", 0) / 1e6) for e in kernels)
 
 
 def deploy_file(ctx: CellContext, path: Path) -> Deployed:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import operator
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -18,19 +20,15 @@ def deployed_state(module: nn.Module) -> dict[str, object]:
     for node in module.graph.nodes:
         if node.op not in ("get_attr", "call_module"):
             continue
-        found = module.get_submodule(node.target) if node.op == "call_module" else _attribute(module, node.target)
+        if node.op == "call_module":
+            found = module.get_submodule(node.target)
+        else:
+            found = operator.attrgetter(node.target)(module)
         if isinstance(found, nn.Module):
             state.update({f"{node.target}.{name}": value for name, value in deployed_state(found).items()})
         elif isinstance(found, (torch.Tensor, torch.ScriptObject)):
             state[node.target] = found
     return state
-
-
-def _attribute(module: nn.Module, target: str) -> object:
-    found: object = module
-    for part in target.split("."):
-        found = getattr(found, part)
-    return found
 
 
 def serialized_bytes(module: nn.Module) -> int:
@@ -67,10 +65,13 @@ def op_class(name: str) -> str:
     return "other"
 
 
-def shares(seconds: dict[str, float]) -> dict[str, float]:
-    """Time by class as shares of the whole, each of :data:`SPLIT` present."""
+def shares(timed: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Profiled time, as (class, seconds) for each op, by class of :data:`SPLIT` as shares of the whole."""
+    seconds = dict.fromkeys(SPLIT, 0.0)
+    for kind, spent in timed:
+        seconds[kind] += spent
     total = sum(seconds.values())
-    return {name: round(seconds.get(name, 0.0) / total, 4) if total else 0.0 for name in SPLIT}
+    return {name: round(spent / total, 4) if total else 0.0 for name, spent in seconds.items()}
 
 
 def time_split(run, inputs: tuple[torch.Tensor, ...]) -> dict[str, float]:
@@ -81,8 +82,4 @@ def time_split(run, inputs: tuple[torch.Tensor, ...]) -> dict[str, float]:
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as found:
         for _ in range(PROFILED_CALLS):
             run(*inputs)
-    seconds: dict[str, float] = {}
-    for event in found.key_averages():
-        kind = op_class(event.key)
-        seconds[kind] = seconds.get(kind, 0.0) + event.self_cpu_time_total / 1e6
-    return shares(seconds)
+    return shares((op_class(event.key), event.self_cpu_time_total / 1e6) for event in found.key_averages())
