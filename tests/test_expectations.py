@@ -1,6 +1,8 @@
 import pytest
+from torch import nn
 
 from matrix.expectations import Expectation, ExpectationError, Expectations, fidelity_verdict, verdict
+from models import module_types
 
 TEXT = '''
 [[claim]]
@@ -243,13 +245,15 @@ source = "docs"
     assert (linear.status, linear.claim.status) == ("inaccurate", "pass")
 
 
-def test_an_entry_by_module_type_holds_on_any_model_that_has_one(tmp_path):
-    from torch import nn
-
-    from models import module_types
-
+def loaded(tmp_path, text: str) -> Expectations:
+    """The expectations of a file holding ``text``."""
     path = tmp_path / "expectations.toml"
-    path.write_text('''[[expect]]
+    path.write_text(text)
+    return Expectations.load(path)
+
+
+def test_an_entry_by_module_type_holds_on_any_model_that_has_one(tmp_path):
+    entries = loaded(tmp_path, '''[[expect]]
 cases = ["*-pt2e-ptq_dynamic-onnxruntime"]
 modules = ["Linear"]
 status = "fail"
@@ -257,7 +261,6 @@ stage = "export"
 reason = "no ONNX translation for the per-call qparams of a dynamic linear"
 source = "upstream"
 ''')
-    entries = Expectations.load(path)
     attention = module_types(nn.MultiheadAttention(8, 2))  # its out_proj is a subclass of Linear
     assert "Linear" in attention
     assert entries.lookup("users_net-pt2e-ptq_dynamic-onnxruntime", False, lambda: attention).status == "fail"
@@ -269,32 +272,24 @@ source = "upstream"
 
 
 def test_a_module_type_that_torch_does_not_have_is_named(tmp_path):
-    path = tmp_path / "expectations.toml"
-    path.write_text('''[[expect]]
+    with pytest.raises(ExpectationError, match=r"#1: 'modules' names no torch.nn module type: \['Linaer'\]"):
+        loaded(tmp_path, '''[[expect]]
 cases = ["*"]
 modules = ["Linaer"]
 status = "fail"
 reason = "r"
 source = "s"
 ''')
-    with pytest.raises(ExpectationError, match=r"#1: 'modules' names no torch.nn module type: \['Linaer'\]"):
-        Expectations.load(path)
 
 
 def test_an_entry_for_an_absence_holds_on_models_without_those_modules(tmp_path):
-    from torch import nn
-
-    from models import module_types
-
-    path = tmp_path / "expectations.toml"
-    path.write_text('''[[expect]]
+    entries = loaded(tmp_path, '''[[expect]]
 cases = ["*-fx-ptq_dynamic-onnxruntime"]
 lacks_modules = ["Linear", "LSTM"]
 status = "not_quantized"
 reason = "dynamic quantization covers linear and recurrent layers only"
 source = "docs"
 ''')
-    entries = Expectations.load(path)
     convs = module_types(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()))
     recurrent = module_types(nn.Sequential(nn.LSTM(4, 4)))
     assert entries.lookup("conv_net-fx-ptq_dynamic-onnxruntime", False, lambda: convs).status == "not_quantized"
