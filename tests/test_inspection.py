@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 from torch.ao.nn.quantized import Dropout as QuantizedDropout
@@ -72,3 +73,33 @@ def test_inductor_code_inspection():
     assert dict(found.quantized) == {"qconv_pointwise": 1, "qlinear_pointwise": 1}
     assert dict(found.floating) == {"convolution": 1, "addmm": 1}
     assert inspect_code(["buf1 = extern_kernels.mm(a, b)"]).quantized_ops == 0
+
+
+def test_executorch_inspection_reads_what_each_xnnpack_delegate_runs_on_int8():
+    """XNNPACK runs an op on int8 when the partitioner folded the quantize/dequantize nodes around
+    it into its tensors: the convolution (with the ReLU fused into it) and the add; the GELU it
+    reaches through an explicit conversion runs in float; the concatenation only joins data."""
+    pytest.importorskip("executorch")
+    from matrix.backends.executorch import inspect_model, pt2e_quantizer
+    from matrix.modes.pt2e import api
+    from matrix.qspecs import QSPECS
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 1)
+
+        def forward(self, x, y):
+            summed = torch.relu(self.conv(x)) + y
+            return torch.cat([summed, nn.functional.gelu(summed)], dim=1)
+
+    torch.manual_seed(0)
+    example = (torch.randn(1, 2, 4, 4), torch.randn(1, 2, 4, 4))
+    pt2e = api()
+    model = pt2e.prepare_pt2e(torch.export.export(Block().eval(), example).module(),
+                              pt2e_quantizer("ptq_static", QSPECS["default"]))
+    model(*example)
+    found = inspect_model(pt2e.convert_pt2e(model), example)
+    assert dict(found.quantized) == {"aten::convolution[XnnpackBackend]": 1, "aten::add[XnnpackBackend]": 1}
+    assert dict(found.floating) == {"aten::gelu[XnnpackBackend]": 1}
+    assert found.notes["delegated"]["aten::cat"] == 1

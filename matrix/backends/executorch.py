@@ -2,10 +2,15 @@
 lowered by ``to_edge_transform_and_lower`` with the XnnpackPartitioner, serialized to a
 .pte program and run by ExecuTorch's Python runtime.
 
-Inspection reads the lowered program before serialization: a compute op (convolution,
-linear, matmul) inside an XNNPACK delegate that takes a dequantized input runs as an
-XNNPACK integer kernel; any compute op left outside a delegate runs in ExecuTorch's
-portable float kernels, and quantize/dequantize ops left outside are listed in the notes.
+Inspection reads the lowered program before serialization, every op each XNNPACK delegate
+took, as ExecuTorch's own test suite lists its "delegated ops". XNNPACK folds the
+quantize/dequantize nodes around an op into the quantization parameters of its tensors, so:
+a convolution or linear whose activation comes through a dequantize runs an XNNPACK integer
+kernel (dynamic quantization's output stays float); any other op runs on int8 when its
+inputs come through dequantize nodes and its output goes to a quantize node; an op that only
+moves data (a concatenation, a permute, a view) computes nothing, on int8 or not; everything
+else is float compute, inside a delegate or outside it in ExecuTorch's portable kernels.
+Quantize/dequantize ops left outside are listed in the notes.
 """
 
 from __future__ import annotations
@@ -26,10 +31,24 @@ from matrix.qconfigs import per_channel_only
 from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
 
+# Ops with weights: they run integer kernels when their activation is quantized.
 COMPUTE = {"aten::convolution", "aten::linear", "aten::addmm", "aten::mm", "aten::bmm", "aten::matmul",
            "aten::_convolution", "aten::conv2d", "aten::conv1d"}
+# Ops of the edge dialect that only move, copy or reshape data: neither integer nor float compute.
+DATA_OPS = {
+    "aten::cat", "aten::view_copy", "aten::_unsafe_view", "aten::permute_copy", "aten::transpose_copy",
+    "aten::t_copy", "aten::slice_copy", "aten::select_copy", "aten::squeeze_copy", "aten::unsqueeze_copy",
+    "aten::expand_copy", "aten::clone", "aten::alias_copy", "aten::_to_copy", "aten::constant_pad_nd",
+    "aten::split_copy", "aten::split_with_sizes_copy", "aten::unbind_copy", "aten::repeat",
+    "aten::pixel_shuffle", "aten::pixel_unshuffle", "aten::dropout", "dim_order_ops::_to_dim_order_copy",
+    "dim_order_ops::_clone_dim_order",
+}
 DEQUANTIZE = ("quantized_decomposed::dequantize", "torchao::dequantize")
+QUANTIZE = ("quantized_decomposed::quantize", "torchao::quantize")
 QDQ = ("quantized_decomposed::", "torchao::")
+# Activations XNNPACK fuses into the output clamp of the quantized op before them.
+FUSED_ACTIVATIONS = {"aten::relu", "aten::hardtanh", "aten::clamp"}
+PORTABLE = "portable"
 
 
 def _name(target: Any) -> str:
@@ -51,39 +70,98 @@ def lowering() -> Any:
     return exir, XnnpackPartitioner
 
 
+def _base(name: str) -> str:
+    """An op's name without its overload (``aten::add.Tensor`` -> ``aten::add``)."""
+    return name.split(".", 1)[0]
+
+
+def _implicit(node: torch.fx.Node, kinds: tuple[str, ...]) -> bool:
+    """A quantize or dequantize node (of ``kinds``) that the XNNPACK partitioner tagged as
+    implicit: folded into the quantization parameters of the tensor it makes or reads. An
+    untagged one is an explicit conversion, with float compute on its other side."""
+    from executorch.backends.xnnpack.utils.quant_utils import is_tagged_as_implicit_q_dq
+
+    return node.op == "call_function" and _name(node.target).startswith(kinds) and is_tagged_as_implicit_q_dq(node)
+
+
+def on_int8(op: torch.fx.Node, int8: set[torch.fx.Node]) -> str | None:
+    """How XNNPACK runs a delegated ``op``, given the ops before it that run on int8: "int8"
+    (a convolution or linear whose activation is an implicit dequantize; any other op whose
+    inputs all are), "fused" (an activation the int8 op before it absorbs as its output clamp),
+    or None (float)."""
+    inputs = op.all_input_nodes
+    if _base(_name(op.target)) in COMPUTE:
+        return "int8" if op.args and isinstance(op.args[0], torch.fx.Node) and _implicit(op.args[0], DEQUANTIZE) \
+            else None
+    if (_base(_name(op.target)) in FUSED_ACTIVATIONS and len(inputs) == 1 and inputs[0] in int8
+            and op.users and all(_implicit(user, QUANTIZE) for user in op.users)):
+        return "fused"
+    return "int8" if inputs and all(_implicit(node, DEQUANTIZE) for node in inputs) else None
+
+
+def computes(op: torch.fx.Node) -> bool:
+    """A call of an ATen op that is neither a quantize/dequantize nor data movement."""
+    if op.op != "call_function":
+        return False
+    name = _name(op.target)
+    return name.startswith("aten::") and _base(name) not in DATA_OPS
+
+
 def inspect_lowered(graph_module: torch.fx.GraphModule) -> Inspection:
-    """XNNPACK integer kernels versus float compute of a lowered edge program."""
+    """XNNPACK integer kernels versus float compute of a lowered edge program, by op and where
+    it runs (``aten::add[XnnpackBackend]``, ``aten::mean[portable]``)."""
     from executorch.exir.backend.utils import get_delegates, get_non_lowered_nodes
 
     inspection = Inspection()
     delegates = get_delegates(graph_module.graph)
+    delegated: Counter[str] = Counter()
     for node in delegates:
         lowered = getattr(graph_module, node.name)
         inner = lowered.original_module.graph_module if hasattr(lowered.original_module, "graph_module") \
             else lowered.original_module
+        int8: set[torch.fx.Node] = set()
         for op in inner.graph.nodes:
-            name = _name(op.target) if op.op == "call_function" else ""
-            if name not in COMPUTE:
+            if op.op != "call_function":
                 continue
-            fed = any(isinstance(a, torch.fx.Node) and _name(a.target).startswith(DEQUANTIZE) for a in op.args)
-            (inspection.quantized if fed else inspection.floating)[f"{name}[{lowered.backend_id}]"] += 1
-    outside = [_name(n.target) for n in get_non_lowered_nodes(graph_module.graph)]
-    for name in outside:
-        if name in COMPUTE:
-            inspection.floating[f"{name}[portable]"] += 1
+            name = _base(_name(op.target))
+            delegated[name] += 1
+            if not computes(op):
+                continue
+            runs = on_int8(op, int8)
+            if runs:
+                int8.add(op)
+            if runs != "fused":
+                (inspection.quantized if runs else inspection.floating)[f"{name}[{lowered.backend_id}]"] += 1
+    outside = [n for n in get_non_lowered_nodes(graph_module.graph) if n.op == "call_function"]
+    for op in outside:
+        if computes(op):
+            inspection.floating[f"{_base(_name(op.target))}[{PORTABLE}]"] += 1
+    names = [_base(_name(op.target)) for op in outside]
     inspection.notes.update(
         delegates=len(delegates),
-        undelegated=dict(Counter(outside)),
-        undelegated_quantize_ops=sum(1 for name in outside if name.startswith(QDQ)),
+        delegated=dict(delegated),
+        undelegated=dict(Counter(names)),
+        undelegated_quantize_ops=sum(1 for name in names if name.startswith(QDQ)),
     )
     return inspection
 
 
-def deploy(ctx, model: torch.nn.Module) -> Deployed:
+def lower(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
+    """The edge program of ``model`` with XNNPACK's partitions lowered."""
     exir, partitioner = lowering()
+    return exir.to_edge_transform_and_lower(torch.export.export(model, example), partitioner=[partitioner()])
+
+
+def inspect_model(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Inspection:
+    """What XNNPACK would run of ``model`` on int8 and in float (lowered, not serialized)."""
+    with torch.no_grad():
+        return inspect_lowered(lower(model, example).exported_program().graph_module)
+
+
+def deploy(ctx, model: torch.nn.Module) -> Deployed:
     example = ctx.data.calibration[0]
     with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
-        edge = exir.to_edge_transform_and_lower(torch.export.export(model, example), partitioner=[partitioner()])
+        edge = lower(model, example)
         inspection = inspect_lowered(edge.exported_program().graph_module)
         if inspection.notes["undelegated_quantize_ops"]:
             importlib.import_module("executorch.kernels.quantized")  # q/dq kernels outside a delegate
