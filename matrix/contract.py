@@ -123,6 +123,9 @@ class Backend:
     pt2e_handoff: Callable[[Any], dict[str, Any]] | None = None
     # convert_pt2e(fold_quantize=...): False keeps weights as quantize ops, as litert-torch needs.
     pt2e_fold_quantize: bool = True
+    # The names an expectation's reason gives the tools this backend's cells run (its runtime, its
+    # kernels, its PT2E quantizer): a reason that names another backend's tool is not this one's.
+    tools: tuple[str, ...] = ()
 
     @property
     def native(self) -> bool:

@@ -124,6 +124,48 @@ def test_shipped_expectations_load_and_none_is_stale():
     assert all(e.source for e in shipped.entries)
 
 
+def tools_of(case, backends, modes) -> set[str]:
+    """The tools a cell runs, by the names a reason gives them: its mode's quantizer, and the
+    runtime, kernels and PT2E quantizer of its backend's family (PyTorch's engines are one), with
+    the engine whose qconfigs a backend that takes engine models uses."""
+    backend = backends[case.backend]
+    families = {backend.family} | ({backends[backend.engine].family} if backend.engine in backends else set())
+    found = set(modes[case.mode].tools)
+    found.update(t for other in backends.values() if other.family in families for t in other.tools)
+    return found
+
+
+def test_no_reason_names_a_tool_the_cell_it_explains_does_not_run():
+    """An entry about X86InductorQuantizer or Inductor explains no ExecuTorch, ONNX Runtime or
+    LiteRT cell: every quantizer, runtime or kernel library a reason names is one the cells it
+    matches run."""
+    import re
+
+    from matrix.backends import BACKENDS
+    from matrix.cases import expand
+    from matrix.modes import MODES
+    from matrix.plugin import cell_facts
+    from matrix.schemes import SCHEMES
+    from models import MODELS
+
+    vocabulary = {t for registry in (BACKENDS, MODES) for entry in registry.values() for t in entry.tools}
+    assert {"Inductor", "X86InductorQuantizer", "ExecuTorch", "ONNX Runtime", "LiteRT", "NNCF"} <= vocabulary
+    named = {t: re.compile(rf"(?<![\w-]){re.escape(t)}(?![\w-])") for t in vocabulary}
+    entries = [e for e in Expectations.load().entries if e.kind == "expect"]
+    foreign: dict[str, tuple[str, set[str]]] = {}
+    for case in expand(MODELS, MODES, SCHEMES, BACKENDS):
+        facts = cell_facts(case)
+        used = tools_of(case, BACKENDS, MODES)
+        for entry in entries:
+            if entry.label in foreign or not entry.matches(*facts):
+                continue
+            others = {t for t, pattern in named.items() if t not in used and pattern.search(entry.text)}
+            if others:
+                foreign[entry.label] = (case.id, others)
+    assert not foreign, "\n".join(f"{label} names {sorted(others)}, which {case_id} does not run"
+                                   for label, (case_id, others) in foreign.items())
+
+
 def test_a_docs_claim_speaks_only_of_pytorch_engines_with_their_default_qconfig():
     from matrix.cases import Case
     from matrix.plugin import claimable

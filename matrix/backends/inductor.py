@@ -110,4 +110,5 @@ register(Backend(
     "inductor", "torch_compile",
     "PT2E model lowered by torch.compile (Inductor, freezing on) to oneDNN int8 kernels",
     deploy=deploy, unavailable_check=unavailable_reason, pt2e_quantizer=pt2e_quantizer, pt2e_knobs="all",
+    tools=("Inductor", "X86InductorQuantizer", "oneDNN", "onednn"),
 ))

@@ -63,4 +63,5 @@ register(Backend(
     "interpreter's builtin kernels",
     deploy=deploy, packages=tflite.PACKAGES, extra="litert", activate=contextlib.nullcontext,
     pt2e_quantizer=pt2e_quantizer, pt2e_knobs="granularity", pt2e_handoff=pt2e_handoff, pt2e_fold_quantize=False,
+    tools=("LiteRT", "TFLite", "litert-torch", "PT2EQuantizer"),
 ))

@@ -175,6 +175,11 @@ def _engine_reason(engine: str) -> str | None:
     return f"quantized engine {engine!r} not in this torch build {torch.backends.quantized.supported_engines}"
 
 
+# The names of each engine's kernels, as a reason gives them.
+TOOLS = {
+    "fbgemm": ("fbgemm", "FBGEMM"), "x86": ("fbgemm", "FBGEMM", "oneDNN", "onednn", "ONEDNN"),
+    "qnnpack": ("qnnpack", "QNNPACK"), "onednn": ("oneDNN", "onednn", "ONEDNN"),
+}
 DESCRIPTIONS = {
     "fbgemm": "FBGEMM int8 kernels (x86, AVX2+)",
     "x86": "x86 engine: FBGEMM and oneDNN kernels chosen per op (PyTorch's x86 default)",
@@ -186,5 +191,5 @@ for _engine, _description in DESCRIPTIONS.items():
     register(Backend(
         _engine, NATIVE, _description, deploy=deploy, engine=_engine,
         unavailable_check=functools.partial(_engine_reason, _engine),
-        activate=functools.partial(quantized_engine, _engine),
+        activate=functools.partial(quantized_engine, _engine), tools=TOOLS[_engine],
     ))

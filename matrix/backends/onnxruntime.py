@@ -112,4 +112,5 @@ register(Backend(
     "exported to ONNX (torch.onnx.export, dynamo) and run by ONNX Runtime's CPU execution provider",
     deploy=deploy, packages=onnx.PACKAGES, extra="onnx", activate=activate,
     pt2e_quantizer=pt2e_quantizer, pt2e_knobs="all", engine=ENGINE, takes_fx_reference=True,
+    tools=("ONNX Runtime", "torchao's XNNPACKQuantizer", "XNNPACKQuantizer"),
 ))

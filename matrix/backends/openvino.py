@@ -32,5 +32,5 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
 register(Backend(
     "openvino", "openvino",
     "quantized by NNCF and run by the OpenVINO CPU plugin (f32 float precision, snippets off)",
-    deploy=deploy, packages=PACKAGES, extra="openvino",
+    deploy=deploy, packages=PACKAGES, extra="openvino", tools=("OpenVINO", "oneDNN"),
 ))

@@ -42,6 +42,9 @@ class Mode:
     models: tuple[str, ...] | None = None
     # The only qspecs the mode runs (None: every qspec that applies to it, ``default`` included).
     qspecs: tuple[str, ...] | None = None
+    # The names an expectation's reason gives the quantizer this mode runs, when it is a tool of
+    # its own (NNCF, ONNX Runtime's quantizer), as Backend.tools.
+    tools: tuple[str, ...] = ()
 
     def unavailable_reason(self) -> str | None:
         return unavailable_reason(self)

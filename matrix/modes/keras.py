@@ -148,4 +148,5 @@ register(Mode(
     "tensorflow-model-optimization (QAT)",
     reaches=of_family("tflite"), schemes=("ptq_static", "ptq_dynamic", "fp16", "qat"), quantize=quantize,
     packages=PACKAGES, extra="litert", models=tuple(TWINS),
+    tools=("Keras", "TFLiteConverter", "tensorflow-model-optimization"),
 ))

@@ -106,10 +106,11 @@ def _inputs(content: bytes) -> list[tuple[str, np.dtype]]:
 register(Mode(
     "litert_recipe", "litert_torch.convert of the float model with a litert-torch quantization recipe",
     reaches=of_family("tflite"), schemes=tuple(LITERT_RECIPES), quantize=quantize_litert_recipe,
-    packages=LITERT_PACKAGES, extra="litert",
+    packages=LITERT_PACKAGES, extra="litert", tools=("litert-torch", "ai-edge-quantizer"),
 ))
 register(Mode(
     "aeq", "ai-edge-quantizer on the float model's .tflite (static / dynamic / weight-only recipes)",
     reaches=of_family("tflite"), schemes=tuple(AEQ_RECIPES), quantize=quantize_aeq,
     packages={**LITERT_PACKAGES, "ai_edge_quantizer": "ai-edge-quantizer"}, extra="litert",
+    tools=("ai-edge-quantizer",),
 ))

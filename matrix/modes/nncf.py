@@ -117,5 +117,5 @@ def _onnx_artifact(content: bytes) -> OpenVinoModel:
 register(Mode(
     "nncf", "NNCF quantization of the model (as OpenVINO IR, PyTorch module or ONNX) for OpenVINO",
     reaches=of_family("openvino"), schemes=("ptq_static", "qat"), quantize=quantize,
-    packages={**OPENVINO_PACKAGES, "nncf": "nncf"}, extra="openvino",
+    packages={**OPENVINO_PACKAGES, "nncf": "nncf"}, extra="openvino", tools=("NNCF",),
 ))

@@ -95,5 +95,5 @@ def quantize(ctx: CellContext) -> Quantized:
 register(Mode(
     "ort", "ONNX Runtime's quantizer (quantize_static / quantize_dynamic) on the float model exported to ONNX",
     reaches=of_family("onnx"), schemes=("ptq_static", "ptq_dynamic"), quantize=quantize,
-    packages=ONNX_PACKAGES, extra="onnx",
+    packages=ONNX_PACKAGES, extra="onnx", tools=("ONNX Runtime",),
 ))
