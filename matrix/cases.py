@@ -48,6 +48,7 @@ SMOKE = (
     "mlp-keras-ptq_static-litert",
     "mlp-pt2e-ptq_static-executorch_xnnpack",
     "mlp-nncf-ptq_static-openvino",
+    "mlp-torchao-ptq_dynamic-torch_cpu",
     "conv_bn_relu-fx-ptq_static-qnnpack-w_per_tensor",
 )
 

@@ -97,8 +97,9 @@ NATIVE = "torch_native"
 @dataclass(frozen=True)
 class Backend:
     name: str
-    # What the deployed artifact is: "torch_native", "torch_compile", "onnx", "tflite", "executorch",
-    # "openvino". Modes that produce one format (ONNX Runtime's quantizer, say) reach its family.
+    # What the deployed artifact is: "torch_native", "torch_eager" (a module run as it is, tensor
+    # subclasses and all), "torch_compile", "onnx", "tflite", "executorch", "openvino". Modes that
+    # produce one format (ONNX Runtime's quantizer, say) reach its family.
     family: str
     description: str
     deploy: Callable[[CellContext, torch.nn.Module], Deployed]

@@ -91,6 +91,10 @@ class Variant:
     tflite_io: str = "float32"
     # Conversion paths (matrix/modes/conversion.py): the path a model is carried along.
     conversion: str | None = None
+    # torchao's quantize_ (matrix/modes/torchao.py): the weights' width and config family, "int8"
+    # (the scheme's int8 config), "intx4" (the Intx configs, int4 in groups), "int4" (Int4WeightOnlyConfig)
+    # or "float8" (the float8 configs).
+    torchao_weight: str = "int8"
 
 
 NO_VARIANT = Variant()
@@ -238,6 +242,16 @@ QSPECS: dict[str, QSpec] = {
                "nncf", ("ptq_static",), nncf_input="torch"),
         option("nncf_onnx", "NNCF quantizes the model exported to ONNX (nncf.quantize on the ModelProto)",
                "nncf", ("ptq_static",), nncf_input="onnx"),
+        QSpec("intx4", "torchao's Intx configs: int4 weights in groups of 32 (weight-only, or with int8 dynamic "
+              "activations)", modes=("torchao",), schemes=("weight_only", "ptq_dynamic"),
+              models=("mlp", "digits_mlp"),
+              variant=Variant(QUANTIZER_OPTION, torchao_weight="intx4")),
+        QSpec("int4", "torchao's Int4WeightOnlyConfig: int4 weights in groups of 32, its default packing",
+              modes=("torchao",), schemes=("weight_only",), models=("mlp", "digits_mlp"),
+              variant=Variant(QUANTIZER_OPTION, torchao_weight="int4")),
+        QSpec("float8", "torchao's float8 configs: e4m3 weights (weight-only, or with float8 dynamic activations)",
+              modes=("torchao",), schemes=("weight_only", "ptq_dynamic"), models=("mlp", "digits_mlp"),
+              variant=Variant(QUANTIZER_OPTION, torchao_weight="float8")),
         option("io_int8", "TFLiteConverter full-integer with int8 model inputs and outputs (inference_input_type)",
                "keras", ("ptq_static",), tflite_io="int8"),
     )

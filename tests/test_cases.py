@@ -79,7 +79,7 @@ def test_pytest_rejects_unknown_backend_before_running_anything(tmp_path):
     )
     assert result.returncode == 4, result.stdout + result.stderr
     assert "unknown backends 'nosuch'" in result.stderr
-    assert "valid backends: fbgemm, x86, qnnpack, onednn, inductor" in result.stderr
+    assert "valid backends: fbgemm, x86, qnnpack, onednn, torch_cpu, inductor" in result.stderr
     assert not any(tmp_path.iterdir()), "no run folder for a usage error"
 
 

@@ -103,3 +103,36 @@ def test_executorch_inspection_reads_what_each_xnnpack_delegate_runs_on_int8():
     assert dict(found.quantized) == {"aten::convolution[XnnpackBackend]": 1, "aten::add[XnnpackBackend]": 1}
     assert dict(found.floating) == {"aten::gelu[XnnpackBackend]": 1}
     assert found.notes["delegated"]["aten::cat"] == 1
+
+
+def test_torch_cpu_counts_integer_matmuls_and_weight_only_kernels_apart():
+    from collections import Counter
+
+    from matrix.backends.torch_cpu import inspect_calls
+
+    found = inspect_calls(Counter({"aten._int_mm": 2, "aten._weight_int8pack_mm": 1, "aten.mm": 1, "aten.relu": 3}))
+    assert dict(found.quantized) == {"aten._int_mm": 2}
+    assert dict(found.floating) == {"aten._weight_int8pack_mm[weight_only]": 1, "aten.mm": 1}
+
+
+def test_torchao_dynamic_int8_runs_an_integer_matmul_and_weight_only_a_float_one():
+    """Int8DynamicActivationInt8WeightConfig's linear calls aten._int_mm on int8 operands;
+    Int8WeightOnlyConfig's converts the weight and calls a float matmul. The mode's simulation
+    (dequantized weights, activations quantized per call) lands on the same outputs."""
+    pytest.importorskip("torchao")
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
+
+    from matrix.backends.torch_cpu import inspect_run
+    from matrix.modes.torchao import simulation
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 16)
+    for config, quantized, floating in ((Int8DynamicActivationInt8WeightConfig(), {"aten._int_mm": 1}, {}),
+                                        (Int8WeightOnlyConfig(), {}, {"aten.mm": 1})):
+        model = nn.Sequential(nn.Linear(16, 8)).eval()
+        quantize_(model, config)
+        found = inspect_run(model, (x,))
+        assert dict(found.quantized) == quantized
+        assert dict(found.floating) == floating
+        with torch.no_grad():
+            assert torch.allclose(simulation(model)(x), model(x), atol=1e-4)

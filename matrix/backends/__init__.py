@@ -40,6 +40,6 @@ def quantized_engine(engine: str) -> Iterator[None]:
 
 
 # One line per module that registers entries; their order is the order of the axis.
-BACKEND_MODULES = ("native", "inductor", "onnxruntime", "litert", "executorch", "openvino")
+BACKEND_MODULES = ("native", "torch_cpu", "inductor", "onnxruntime", "litert", "executorch", "openvino")
 for _module in BACKEND_MODULES:
     importlib.import_module(f"matrix.backends.{_module}")

@@ -2,8 +2,9 @@
 
 Freezing is on, as PyTorch's x86 Inductor PT2E tutorial asks: without it
 Inductor compiles the Q/DQ pattern in float and no int8 kernel runs. The
-generated code is the artifact: the oneDNN int8 kernels it calls are the
-quantized ops; float convolutions and matmuls are the float ops.
+generated code is the artifact: the oneDNN int8 kernels it calls (and the integer
+matmul, ``_int_mm``, of torchao's int8 dynamic linears) are the quantized ops; float
+convolutions and matmuls are the float ops.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from matrix.qconfigs import pt2e_config
 from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
 
-QUANTIZED_CALL = re.compile(r"torch\.ops\.onednn\.(q\w+)")
+# oneDNN's int8 kernels (PT2E's Q/DQ patterns), and the integer matmul torchao's int8 dynamic
+# linears lower to.
+QUANTIZED_CALL = re.compile(r"torch\.ops\.onednn\.(q\w+)|extern_kernels\.(_int_mm)\b")
 FLOAT_CALL = re.compile(
     r"(extern_kernels\.(?:mm|addmm|bmm|baddbmm|convolution)"
     r"|torch\.ops\.mkldnn\.(?:_convolution_pointwise|_linear_pointwise|_convolution_transpose_pointwise)"
@@ -39,7 +42,7 @@ def inspect_code(sources: list[str]) -> Inspection:
         for line in source.splitlines():
             if line.lstrip().startswith(("#", "import", "from", "assert")):
                 continue
-            found.quantized += Counter(QUANTIZED_CALL.findall(line))
+            found.quantized += Counter(onednn or integer for onednn, integer in QUANTIZED_CALL.findall(line))
             found.floating += Counter(m.split(".")[-1] for m in FLOAT_CALL.findall(line))
     return found
 

@@ -42,7 +42,7 @@ def serialized_bytes(module: nn.Module) -> int:
 # engines and of Inductor's oneDNN calls, the moves in and out of int8, the float kernels that
 # carry a model's arithmetic, and everything else (elementwise ops, data movement, the fused
 # C++ kernels Inductor generates).
-QUANTIZED_PREFIXES = ("quantized::", "_quantized::", "onednn::q")
+QUANTIZED_PREFIXES = ("quantized::", "_quantized::", "onednn::q", "aten::_int_mm", "torchao::_linear_8bit_act")
 QDQ_PREFIXES = ("aten::quantize_per_", "aten::dequantize", "quantized_decomposed::", "aten::_make_per_",
                 "aten::int_repr", "aten::q_")
 FLOAT_KERNELS = {"aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm", "aten::convolution",

@@ -107,7 +107,7 @@ def train(
 
 
 # One line per module that registers entries; their order is the order of the axis.
-MODE_MODULES = ("eager", "fx", "pt2e", "ort", "litert", "keras", "nncf", "conversion")
+MODE_MODULES = ("eager", "fx", "pt2e", "torchao", "ort", "litert", "keras", "nncf", "conversion")
 for _module in MODE_MODULES:
     importlib.import_module(f"matrix.modes.{_module}")
 

@@ -1,0 +1,80 @@
+"""PyTorch on the CPU, eager: the model runs as it is, each tensor subclass (torchao's quantized
+weights) dispatching its own kernels.
+
+Inspection runs the model once on a calibration batch under a dispatch mode and counts the
+ATen ops that compute: an integer matmul (``aten._int_mm``, torchao's int8 x intN CPU kernels)
+is a quantized op; a matmul on float operands is float compute, and so is a mixed kernel that
+reads int8 or int4 weights into a float matmul (``_weight_int8pack_mm``, ``_weight_int4pack_mm``:
+weight-only storage, tagged ``[weight_only]``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from matrix.backends import Backend, register
+from matrix.contract import Deployed, Inspection
+from matrix.formats.pytorch import serialized_bytes, time_split
+from matrix.vocabulary import Stage
+
+INTEGER_KERNELS = ("aten._int_mm", "torchao._linear_8bit_act_")
+WEIGHT_ONLY_KERNELS = ("aten._weight_int8pack_mm", "aten._weight_int4pack_mm")
+FLOAT_KERNELS = {"aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm", "aten.linear", "aten.matmul",
+                 "aten.convolution", "aten._convolution", "aten.embedding", "aten._embedding_bag", "aten.lstm",
+                 "aten.gru", "aten._scaled_dot_product_flash_attention_for_cpu", "aten._native_multi_head_attention"}
+
+
+class _Calls(TorchDispatchMode):
+    """The ATen ops a run dispatches, by ``namespace.name``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls[f"{func.namespace}.{func._opname}"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def inspect_calls(calls: Counter[str]) -> Inspection:
+    found = Inspection(notes={"aten_calls": dict(calls)})
+    for name, count in calls.items():
+        if name.startswith(INTEGER_KERNELS):
+            found.quantized[name] += count
+        elif name.startswith(WEIGHT_ONLY_KERNELS):
+            found.floating[f"{name}[weight_only]"] += count
+        elif name in FLOAT_KERNELS:
+            found.floating[name] += count
+    return found
+
+
+def inspect_run(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> Inspection:
+    """What one run of ``model`` computes in integers and in float."""
+    mode = _Calls()
+    with torch.no_grad(), mode:
+        model(*inputs)
+    return inspect_calls(mode.calls)
+
+
+def deploy(ctx, model: torch.nn.Module) -> Deployed:
+    with ctx.clock.stage(Stage.LOAD):
+        model = model.eval()
+        inspection = inspect_run(model, ctx.data.calibration[0])
+
+    def run(*inputs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(*inputs)
+
+    return Deployed(run, inspection, model=model, size_bytes=serialized_bytes(model),
+                    profile=lambda inputs: time_split(run, inputs))
+
+
+register(Backend(
+    "torch_cpu", "torch_eager",
+    "the model run eagerly by PyTorch on the CPU, its tensor subclasses (torchao's quantized weights) "
+    "dispatching their own kernels",
+    deploy=deploy, tools=("PyTorch eager",),
+))
