@@ -115,7 +115,8 @@ def expand(
     for model in chosen("models", models):
         for mode_name in chosen("modes", modes):
             mode = modes[mode_name]
-            if getattr(mode, "models", None) is not None and model not in mode.models:
+            if (getattr(mode, "models", None) is not None and model not in mode.models
+                    and (getattr(mode, "own_models_only", True) or models[model].source is None)):
                 continue
             for scheme in chosen("schemes", [s for s in schemes if s in mode.schemes]):
                 for backend in chosen("backends", [b for b in backends if mode.reaches(backends[b])]):

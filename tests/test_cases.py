@@ -127,3 +127,16 @@ def test_qspec_limited_to_a_scheme_is_crossed_only_with_it():
     cases = expand(MODELS, MODES, SCHEMES, BACKENDS, qspecs)
     assert {c.scheme for c in cases if c.qspec == "trained"} == {"qat"}
     assert {c.scheme for c in cases if c.qspec == "default"} == {"ptq_static", "qat"}
+
+
+def test_a_mode_with_a_model_list_takes_a_users_model_only_when_it_says_so():
+    from matrix.backends import BACKENDS as real_backends
+    from matrix.modes import MODES as real_modes
+    from matrix.schemes import SCHEMES as real_schemes
+    from models import MODELS as real_models
+
+    models = {**real_models, "mine": real_models["mlp"].from_source("my_models.py")}
+    modes = {name: real_modes[name] for name in ("torchao", "keras")}
+    cases = expand(models, modes, real_schemes, real_backends, select={"models": ("mine", "op_conv2d")})
+    assert {c.mode for c in cases} == {"torchao"}, "torchao takes a user's model, keras (twins only) does not"
+    assert {c.model for c in cases} == {"mine"}, "op_conv2d is not on torchao's list"

@@ -40,6 +40,9 @@ class Mode:
     unavailable_check: Callable[[], str | None] = lambda: None
     # The models the mode has a code path for (None: every model).
     models: tuple[str, ...] | None = None
+    # Whether a model brought from outside (``--models-from``) runs too when ``models`` names some:
+    # the list then only keeps the suite's own models to those where the mode has something to do.
+    own_models_only: bool = True
     # The only qspecs the mode runs (None: every qspec that applies to it, ``default`` included).
     qspecs: tuple[str, ...] | None = None
     # The names an expectation's reason gives the quantizer this mode runs, when it is a tool of
