@@ -110,9 +110,10 @@ def test_torch_cpu_counts_integer_matmuls_and_weight_only_kernels_apart():
 
     from matrix.backends.torch_cpu import inspect_calls
 
-    found = inspect_calls(Counter({"aten._int_mm": 2, "aten._weight_int8pack_mm": 1, "aten.mm": 1, "aten.relu": 3}))
-    assert dict(found.quantized) == {"aten._int_mm": 2}
-    assert dict(found.floating) == {"aten._weight_int8pack_mm[weight_only]": 1, "aten.mm": 1}
+    found = inspect_calls(Counter({"aten::_int_mm": 2, "aten::_weight_int8pack_mm": 1, "aten::mm": 1,
+                                   "aten::relu": 3}))
+    assert dict(found.quantized) == {"aten::_int_mm": 2}
+    assert dict(found.floating) == {"aten::_weight_int8pack_mm[weight_only]": 1, "aten::mm": 1}
 
 
 def test_torchao_dynamic_int8_runs_an_integer_matmul_and_weight_only_a_float_one():
@@ -127,8 +128,8 @@ def test_torchao_dynamic_int8_runs_an_integer_matmul_and_weight_only_a_float_one
 
     torch.manual_seed(0)
     x = torch.randn(4, 16)
-    for config, quantized, floating in ((Int8DynamicActivationInt8WeightConfig(), {"aten._int_mm": 1}, {}),
-                                        (Int8WeightOnlyConfig(), {}, {"aten.mm": 1})):
+    for config, quantized, floating in ((Int8DynamicActivationInt8WeightConfig(), {"aten::_int_mm": 1}, {}),
+                                        (Int8WeightOnlyConfig(), {}, {"aten::mm": 1})):
         model = nn.Sequential(nn.Linear(16, 8)).eval()
         quantize_(model, config)
         found = inspect_run(model, (x,))

@@ -17,36 +17,36 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from matrix.backends import Backend, register
 from matrix.contract import Deployed, Inspection
-from matrix.formats.pytorch import serialized_bytes, time_split
+from matrix.formats.pytorch import FLOAT_KERNELS, QUANTIZED_PREFIXES, serialized_bytes, time_split
 from matrix.vocabulary import Stage
 
-INTEGER_KERNELS = ("aten._int_mm", "torchao._linear_8bit_act_")
-WEIGHT_ONLY_KERNELS = ("aten._weight_int8pack_mm", "aten._weight_int4pack_mm")
-FLOAT_KERNELS = {"aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm", "aten.linear", "aten.matmul",
-                 "aten.convolution", "aten._convolution", "aten.embedding", "aten._embedding_bag", "aten.lstm",
-                 "aten.gru", "aten._scaled_dot_product_flash_attention_for_cpu", "aten._native_multi_head_attention"}
+# The int8 kernels and float kernels are the ones the profiler's time split counts
+# (matrix/formats/pytorch.py), by the same names; a dispatched call also sees these float ops.
+WEIGHT_ONLY_KERNELS = ("aten::_weight_int8pack_mm", "aten::_weight_int4pack_mm")
+DISPATCHED_FLOAT = FLOAT_KERNELS | {"aten::linear", "aten::matmul", "aten::_scaled_dot_product_flash_attention_for_cpu",
+                                    "aten::_native_multi_head_attention"}
 
 
 class _Calls(TorchDispatchMode):
-    """The ATen ops a run dispatches, by ``namespace.name``."""
+    """The ATen ops a run dispatches, by ``namespace::name`` as the profiler names them."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.calls[f"{func.namespace}.{func._opname}"] += 1
+        self.calls[f"{func.namespace}::{func._opname}"] += 1
         return func(*args, **(kwargs or {}))
 
 
 def inspect_calls(calls: Counter[str]) -> Inspection:
     found = Inspection(notes={"aten_calls": dict(calls)})
     for name, count in calls.items():
-        if name.startswith(INTEGER_KERNELS):
+        if name.startswith(QUANTIZED_PREFIXES):
             found.quantized[name] += count
         elif name.startswith(WEIGHT_ONLY_KERNELS):
             found.floating[f"{name}[weight_only]"] += count
-        elif name in FLOAT_KERNELS:
+        elif name in DISPATCHED_FLOAT:
             found.floating[name] += count
     return found
 
