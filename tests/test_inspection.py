@@ -80,7 +80,7 @@ def test_executorch_inspection_reads_what_each_xnnpack_delegate_runs_on_int8():
     it into its tensors: the convolution (with the ReLU fused into it) and the add; the GELU it
     reaches through an explicit conversion runs in float; the concatenation only joins data."""
     pytest.importorskip("executorch")
-    from matrix.backends.executorch import inspect_model, pt2e_quantizer
+    from matrix.backends.executorch import inspect_lowered, lower, pt2e_quantizer
     from matrix.modes.pt2e import api
     from matrix.qspecs import QSPECS
 
@@ -99,7 +99,8 @@ def test_executorch_inspection_reads_what_each_xnnpack_delegate_runs_on_int8():
     model = pt2e.prepare_pt2e(torch.export.export(Block().eval(), example).module(),
                               pt2e_quantizer("ptq_static", QSPECS["default"]))
     model(*example)
-    found = inspect_model(pt2e.convert_pt2e(model), example)
+    with torch.no_grad():
+        found = inspect_lowered(lower(pt2e.convert_pt2e(model), example).exported_program().graph_module)
     assert dict(found.quantized) == {"aten::convolution[XnnpackBackend]": 1, "aten::add[XnnpackBackend]": 1}
     assert dict(found.floating) == {"aten::gelu[XnnpackBackend]": 1}
     assert found.notes["delegated"]["aten::cat"] == 1

@@ -152,12 +152,6 @@ def lower(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Any:
     return exir.to_edge_transform_and_lower(torch.export.export(model, example), partitioner=[partitioner()])
 
 
-def inspect_model(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Inspection:
-    """What XNNPACK would run of ``model`` on int8 and in float (lowered, not serialized)."""
-    with torch.no_grad():
-        return inspect_lowered(lower(model, example).exported_program().graph_module)
-
-
 def deploy(ctx, model: torch.nn.Module) -> Deployed:
     example = ctx.data.calibration[0]
     with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
