@@ -12,7 +12,8 @@ Two kinds of entry, both keyed by case-id patterns:
   ``at_worst`` for a cause that strikes depending on the data (a better
   outcome is then as expected too), and ``modules``: PyTorch module types of
   which the cell's model must hold one for the cause to be there (an
-  ``nn.Linear``, say, subclasses included) and ``lacks_modules``: types of which
+  ``nn.Linear``, say, subclasses included; ``=Linear`` an ``nn.Linear`` itself,
+  for a cause that keys on the exact type) and ``lacks_modules``: types of which
   it must hold none (a cause that is an absence), so an entry holds on any model
   with the cause, a user's included. An entry may speak of the status (against
   float), of the ``fidelity`` (``departs``: the kernels leave the mode's own
@@ -23,10 +24,11 @@ A cell with no entry is expected to pass, faithful to its simulation.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +44,8 @@ PATH = Path(__file__).with_name("expectations.toml")
 CLAIM_KEYS = {"cases", "status", "claim", "source"}
 EXPECT_KEYS = {"cases", "status", "reason", "source", "stage", "error_type", "error_match", "versions", "cpu_lacks",
                "over", "at_worst", "fidelity", "modules", "lacks_modules"}
+# Before a module type in ``modules``: that type itself, not a subclass of it.
+EXACT = "="
 # The class names of a cell's model's modules (torch's own classes, with their bases), made on demand.
 ModuleTypes = Callable[[], frozenset[str]]
 # The metrics an inaccurate cell can be over (the record's ``violations`` the status is judged by).
@@ -141,6 +145,18 @@ class Expectation:
     # What is expected of the cell's fidelity to its simulation, and the entry that says so.
     fidelity: str = Fidelity.FAITHFUL.value
     fidelity_entry: Entry | None = None
+    # Further causes (``at_worst`` entries) that match the cell beside ``entry``.
+    causes: tuple[Entry, ...] = ()
+
+    def explaining(self, record: dict) -> Expectation:
+        """This expectation, or, when the record shows the outcome and signature of one of the further
+        causes instead of the first one's, the expectation of that cause."""
+        if record["status"] == self.status and _signature_mismatch(record, self.entry) is None:
+            return self
+        for cause in self.causes:
+            if cause.status == record["status"] and _signature_mismatch(record, cause) is None:
+                return dataclasses.replace(self, status=cause.status, reason=cause.text, entry=cause, causes=())
+        return self
 
 
 class Expectations:
@@ -168,15 +184,17 @@ class Expectations:
                 self._installed[package] = None
         return self._installed[package]
 
-    def _first(self, kind: str, case_id: str, claimable: bool, at_worst: bool = False,
-               about: str = "status", module_types: ModuleTypes | None = None) -> Entry | None:
+    def _matching(self, kind: str, case_id: str, claimable: bool, at_worst: bool = False,
+                  about: str = "status", module_types: ModuleTypes | None = None) -> Iterator[Entry]:
         for entry in self.entries:
             if (entry.kind == kind and entry.at_worst == at_worst and getattr(entry, about) is not None
                     and entry.matches(case_id, claimable, module_types)):
                 installed = {p: self._version(p) for p in entry.versions}
                 if entry.holds_here(installed, self.cpu):
-                    return entry
-        return None
+                    yield entry
+
+    def _first(self, *args, **kwargs) -> Entry | None:
+        return next(self._matching(*args, **kwargs), None)
 
     def lookup(self, case_id: str, claimable: bool, module_types: ModuleTypes | None = None) -> Expectation:
         """What is expected of a cell. ``claimable``: the cell is one PyTorch's quantization page
@@ -185,14 +203,17 @@ class Expectations:
         first = functools.partial(self._first, case_id=case_id, claimable=claimable, module_types=module_types)
         claim = first("claim")
         entry = first("expect") or claim
-        if entry is None or entry.status == Status.PASS.value:
-            # A cause that strikes depending on the data bears only on a cell otherwise expected to pass.
-            entry = first("expect", at_worst=True) or entry
+        # Causes that strike depending on the data or the model's code: the first stands for a cell
+        # otherwise expected to pass; the record shows which one, if any, struck (a trace that stops
+        # at capture comes before the export failure expected of the cell).
+        causes = tuple(self._matching("expect", case_id, claimable, at_worst=True, module_types=module_types))
+        if causes and (entry is None or entry.status == Status.PASS.value):
+            entry, causes = causes[0], causes[1:]
         departs = first("expect", about="fidelity") or first("expect", at_worst=True, about="fidelity")
         fidelity = {"fidelity": departs.fidelity, "fidelity_entry": departs} if departs else {}
         if entry is None:
             return Expectation(Status.PASS.value, None, None, None, **fidelity)
-        return Expectation(entry.status, entry.text, entry, claim, **fidelity)
+        return Expectation(entry.status, entry.text, entry, claim, **fidelity, causes=causes)
 
     def stale(self, cells: Iterable[tuple[str, bool, ModuleTypes | None]]) -> list[Entry]:
         """Entries that match none of the given cells (``(case_id, claimable, module_types)``)."""
@@ -259,7 +280,7 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
 def _torch_module_type(name: str) -> bool:
     import torch
 
-    found = getattr(torch.nn, name, None)
+    found = getattr(torch.nn, name.removeprefix(EXACT), None)
     return isinstance(found, type) and issubclass(found, torch.nn.Module)
 
 

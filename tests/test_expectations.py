@@ -337,3 +337,39 @@ source = "docs"
     assert entries.lookup("conv_net-fx-ptq_dynamic-onnxruntime", False, lambda: convs).status == "not_quantized"
     assert entries.lookup("lstm_net-fx-ptq_dynamic-onnxruntime", False, lambda: recurrent).status == "pass"
     assert entries.entries[0].as_dict()["lacks_modules"] == ["Linear", "LSTM"]
+
+
+CODE_CAUSES = """
+[[expect]]
+cases = ["*-eager-ptq_static-*"]
+at_worst = true
+status = "fail"
+stage = "run"
+error_match = "aten::add"
+reason = "a plain add"
+source = "the docs"
+
+[[expect]]
+cases = ["*-ptq_static-*"]
+at_worst = true
+status = "fail"
+stage = "capture"
+error_match = "control flow"
+reason = "control flow"
+source = "the docs"
+"""
+
+
+def test_several_causes_of_the_models_code_and_the_record_shows_which_struck(tmp_path):
+    path = tmp_path / "expectations.toml"
+    path.write_text(CODE_CAUSES)
+    expected = Expectations(Expectations.load(path).entries, path).lookup("m-eager-ptq_static-x86", False)
+    assert expected.reason == "a plain add" and [c.text for c in expected.causes] == ["control flow"]
+    added = {**record("fail"), "stage": "run", "error_message": "Could not run 'aten::add.out'"}
+    traced = {**record("fail"), "stage": "capture", "error_message": "used as inputs to control flow"}
+    other = {**record("fail"), "stage": "capture", "error_message": "something else"}
+    assert verdict(added, expected.explaining(added)).verdict == "known"
+    assert expected.explaining(traced).reason == "control flow"
+    assert verdict(traced, expected.explaining(traced)).verdict == "known"
+    assert verdict(other, expected.explaining(other)).verdict == "worse", "no cause names this error"
+    assert verdict(ran("pass"), expected.explaining(ran("pass"))).verdict == "as_expected"
