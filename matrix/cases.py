@@ -50,6 +50,9 @@ SMOKE = (
     "mlp-nncf-ptq_static-openvino",
     "mlp-torchao-ptq_dynamic-torch_cpu",
     "conv_bn_relu-fx-ptq_static-qnnpack-w_per_tensor",
+    # The zoo: a real ResNet that FX cannot trace, and a ViT's linears under dynamic quantization.
+    "resnet-fx-ptq_static-x86",
+    "vit-eager-ptq_dynamic-fbgemm",
 )
 
 

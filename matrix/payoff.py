@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from matrix.cell import StageClock, first_line
+from matrix.vocabulary import WHOLE_MODELS
 
 if TYPE_CHECKING:
     from matrix.contract import CellContext, Deployed, Quantized
@@ -46,10 +47,11 @@ CHECK_EVERY = 10
 
 
 def timed(choice: str, kind: str) -> bool:
-    """Whether a cell of this kind ("model" or "operator") is timed under ``--latency choice``."""
+    """Whether a cell of this kind (:data:`matrix.vocabulary.KINDS`) is timed under ``--latency choice``:
+    ``models`` times the whole models (reference and zoo), ``all`` the operators too."""
     if choice not in LATENCY_CHOICES:
         raise ValueError(f"--latency must be one of {', '.join(LATENCY_CHOICES)}, not {choice!r}")
-    return choice == "all" or (choice == "models" and kind == "model")
+    return choice == "all" or (choice == "models" and kind in WHOLE_MODELS)
 
 
 class FloatDeployments:

@@ -11,6 +11,7 @@ import faulthandler
 import functools
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from matrix.runner import new_record, run_cell
 from matrix.schemes import SCHEMES
 from matrix.thresholds import PATH as THRESHOLDS_PATH
 from matrix.thresholds import ThresholdError, Thresholds
-from matrix.vocabulary import Stage, Status, Verdict
+from matrix.vocabulary import KINDS, Stage, Status, Verdict
 from models import MODELS, module_types
 from models.sources import ModelSourceError, load_entry_points, load_file
 
@@ -151,6 +152,16 @@ def _named_cells(args: list[str]) -> set[str] | None:
     return named if targets and len(named) == len(targets) else None
 
 
+def asks_for_zoo(markexpr: str, models: tuple[str, ...] | None) -> bool:
+    """Whether a run asks for the zoo's cells, which the default run leaves out (they are their own
+    tier, ``-m kind_zoo``): the ``-m`` expression names ``kind_zoo``, a zoo model's marker or the
+    smoke slice (which holds zoo cells), or ``--models`` names a zoo model."""
+    zoo = [name for name, spec in MODELS.items() if spec.kind == "zoo"]
+    words = set(re.findall(r"\w+", markexpr))
+    return bool({"kind_zoo", "smoke"} & words) or any(
+        f"model_{name}" in words or name in (models or ()) for name in zoo)
+
+
 def _targets_matrix(args: list[str]) -> bool:
     cases = (SUITE / "cases").resolve()
     paths = [Path(arg.split("::")[0]).resolve() for arg in args if not arg.startswith("-")]
@@ -161,7 +172,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for axis, registry in AXES.items():
         for name in registry:
             config.addinivalue_line("markers", f"{axis[:-1]}_{name}: cells whose {axis[:-1]} is {name}")
-    for kind in ("model", "operator"):
+    for kind in KINDS:
         config.addinivalue_line("markers", f"kind_{kind}: cells of a {kind}")
     source_errors = _load_model_sources(config.getoption("models_from"))
     try:
@@ -196,7 +207,9 @@ def pytest_configure(config: pytest.Config) -> None:
     matrix.all_cases = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS)
     selected = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS, select=select)
     named = _named_cells(config.args)
-    matrix.selected = [case for case in selected if in_shard(case, shard) and (named is None or case.id in named)]
+    zoo = named is not None or asks_for_zoo(config.getoption("markexpr") or "", select["models"])
+    matrix.selected = [case for case in selected if in_shard(case, shard) and (named is None or case.id in named)
+                       and (zoo or case.kind != "zoo")]
     config.stash[MATRIX] = matrix
 
 
@@ -288,6 +301,7 @@ def _progress(run: Path, worker: str, case: Case) -> Callable[[Stage], None]:
 
 def _finish(record: dict, expected: Expectation, nodeid: str) -> Judged:
     """Annotate a record with what was expected of it, its node id and its verdict."""
+    expected = expected.explaining(record)
     annotate(record, expected)
     record["nodeid"] = nodeid
     judged = verdict(record, expected)

@@ -13,9 +13,10 @@ from torch import nn
 
 from matrix.backends import BACKENDS
 from matrix.cases import Case
-from matrix.cell import StageClock, StageFailed, Unavailable, first_line, stable_seed
+from matrix.cell import StageClock, StageFailed, Unavailable, first_line, stable_seed, unavailable_reason
 from matrix.contract import CellContext, Deployed, Quantized
 from matrix.formats.compiled import CompiledGraph
+from matrix.formats.graph import last_nodes
 from matrix.localize import SQNR, STEPS, localize
 from matrix.metrics import compare, sqnr_db
 from matrix.modes import MODES
@@ -52,7 +53,8 @@ def new_record(case: Case) -> Record:
 
 
 def _unavailable(case: Case) -> str | None:
-    return MODES[case.mode].unavailable_reason() or BACKENDS[case.backend].unavailable_reason()
+    return (unavailable_reason(MODELS[case.model]) or MODES[case.mode].unavailable_reason()
+            or BACKENDS[case.backend].unavailable_reason())
 
 
 def run_cell(
@@ -77,7 +79,7 @@ def run_cell(
     """
     record = new_record(case)
     clock = StageClock(on_enter=on_stage)
-    limit = seconds or thresholds.for_cell(case.scheme, case.model, case.backend)["max_cell_seconds"]
+    limit = seconds or thresholds.for_cell(case.scheme, case.model, case.backend, case.kind)["max_cell_seconds"]
     torch.manual_seed(record["seed"])
 
     def hung() -> None:
@@ -134,7 +136,7 @@ def _timed_out(record: dict, clock: StageClock, exc: CellTimeout, hard: bool) ->
 def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds, artifacts: Path | None,
              localize_all: bool = False, time_it: bool = False) -> None:
     spec = MODELS[case.model]
-    limits = thresholds.for_cell(case.scheme, case.model, case.backend)
+    limits = thresholds.for_cell(case.scheme, case.model, case.backend, case.kind)
     with clock.stage(Stage.REFERENCE), torch.no_grad():
         float_model = spec.instantiate()
         data = spec.make_data()
@@ -182,6 +184,13 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
             over = {v.metric for v in violations}
             off_simulation_only = FIDELITY_METRIC in over and "sqnr_db" not in over
             subject, compared = _localized(deployed, quantized)
+            layers = len(last_nodes(subject.model)) if isinstance(subject, CompiledGraph) else 0
+            if layers > limits["max_recompiled_layers"]:
+                record["divergence"] = {"error": (
+                    f"{compared}: its {layers} layers are more than max_recompiled_layers "
+                    f"({limits['max_recompiled_layers']:g}); compiling it again with them as outputs costs more "
+                    "than the cell")}
+                return
             start = worst_batch(simulated if off_simulation_only else reference, output, off_simulation_only)
             record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,
                                                off_simulation_only, compared, start, case.model)

@@ -10,9 +10,10 @@ from matrix.tomlfile import load_toml
 from matrix.vocabulary import Violation
 
 PATH = Path(__file__).with_name("thresholds.toml")
-KEYS = {"min_sqnr_db", "max_lsb_err_vs_sim", "max_accuracy_drop", "max_cell_seconds", "latency_seconds"}
-SECTIONS = {"defaults", "schemes", "backends", "models"}
-LAYERS = ("schemes", "backends", "models")
+KEYS = {"min_sqnr_db", "max_lsb_err_vs_sim", "max_accuracy_drop", "max_cell_seconds", "latency_seconds",
+        "max_recompiled_layers"}
+SECTIONS = {"defaults", "schemes", "backends", "kinds", "models"}
+LAYERS = ("schemes", "backends", "kinds", "models")
 # The limits a cell's metrics are judged by, kept in its record so a report never reads today's file.
 JUDGED = ("min_sqnr_db", "max_lsb_err_vs_sim", "max_accuracy_drop")
 
@@ -31,9 +32,10 @@ class Thresholds:
         validate(table, path)
         return cls(table)
 
-    def for_cell(self, scheme: str, model: str, backend: str | None = None) -> dict[str, float]:
+    def for_cell(self, scheme: str, model: str, backend: str | None = None,
+                 kind: str | None = None) -> dict[str, float]:
         merged = dict(self.table.get("defaults", {}))
-        for layer, name in zip(LAYERS, (scheme, backend, model)):
+        for layer, name in zip(LAYERS, (scheme, backend, kind, model)):
             merged.update(self.table.get(layer, {}).get(name, {}))
         return merged
 

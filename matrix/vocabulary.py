@@ -12,6 +12,11 @@ from typing import Any, TypedDict
 # The axes of a cell, in the order of a case id and of every table.
 AXES = ("model", "kind", "mode", "scheme", "qspec", "backend")
 
+# The kinds of model: hand-written reference models, real architectures built from their
+# library's code (the zoo), and one model per operator. The first two are whole models.
+KINDS = ("model", "zoo", "operator")
+WHOLE_MODELS = ("model", "zoo")
+
 
 class Stage(str, Enum):
     """The stages of one cell, in order. ``reference`` is the float model on its own inputs."""

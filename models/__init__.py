@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from matrix.cell import stable_seed
+from matrix.vocabulary import KINDS
 
 Inputs = tuple[torch.Tensor, ...]
 Sampler = Callable[[torch.Generator, int], Inputs]
@@ -44,7 +45,9 @@ class ModelSpec:
     ``sample(generator, n)`` draws ``n`` inputs; ``data`` replaces it for a
     model with real data. ``eager_fuse`` lists the module names eager mode
     fuses; ``eager_stubs`` says the model places its own QuantStub/DeQuantStub
-    (otherwise eager mode wraps it with one of each).
+    (otherwise eager mode wraps it with one of each). ``packages`` (module ->
+    pip name) are what ``build`` imports beyond torch, installed by ``extra``:
+    without them the model's cells are ``unavailable``.
     """
 
     name: str
@@ -58,6 +61,11 @@ class ModelSpec:
     eager_stubs: bool = False
     tags: tuple[str, ...] = field(default_factory=tuple)
     source: str | None = None
+    packages: dict[str, str] = field(default_factory=dict)
+    extra: str | None = None
+
+    def unavailable_check(self) -> str | None:
+        return None
 
     def from_source(self, source: str) -> ModelSpec:
         return dataclasses.replace(self, source=source)
@@ -112,9 +120,16 @@ def _estimate_batch_norm(model: nn.Module, sample: Sampler, seed: int) -> None:
 
 def module_types(model: nn.Module) -> frozenset[str]:
     """The names of torch's own module classes ``model`` is built of, each with its bases (a
-    NonDynamicallyQuantizableLinear is a Linear too): what expectations by module type read."""
-    return frozenset(cls.__name__ for module in model.modules() for cls in type(module).__mro__
-                     if cls.__module__.startswith("torch.nn") and issubclass(cls, nn.Module))
+    NonDynamicallyQuantizableLinear is a Linear too), and each module's own torch class after
+    ``=`` (``=Linear``: an nn.Linear itself): what expectations by module type read."""
+    held = set()
+    for module in model.modules():
+        torch_classes = [cls for cls in type(module).__mro__
+                         if cls.__module__.startswith("torch.nn") and issubclass(cls, nn.Module)]
+        held.update(cls.__name__ for cls in torch_classes)
+        if torch_classes and torch_classes[0] is type(module):
+            held.add("=" + type(module).__name__)
+    return frozenset(held)
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -123,8 +138,8 @@ MODELS: dict[str, ModelSpec] = {}
 def register(spec: ModelSpec) -> ModelSpec:
     if spec.name in MODELS:
         raise ValueError(f"model {spec.name!r} is registered twice")
-    if spec.kind not in ("model", "operator"):
-        raise ValueError(f"model {spec.name!r}: kind must be 'model' or 'operator', not {spec.kind!r}")
+    if spec.kind not in KINDS:
+        raise ValueError(f"model {spec.name!r}: kind must be one of {', '.join(KINDS)}, not {spec.kind!r}")
     MODELS[spec.name] = spec
     return spec
 
@@ -159,6 +174,6 @@ def tokens(vocabulary: int, steps: int) -> Sampler:
 
 
 # One line per module that registers entries; their order is the order of the axis.
-MODEL_MODULES = ("reference", "digits", "operators")
+MODEL_MODULES = ("reference", "digits", "operators", "zoo")
 for _module in MODEL_MODULES:
     importlib.import_module(f"models.{_module}")

@@ -85,7 +85,7 @@ def test_latency_choices_pick_cells_by_kind_and_refuse_a_typo():
 def test_a_latency_budget_that_is_not_positive_is_refused(tmp_path):
     path = tmp_path / "thresholds.toml"
     path.write_text("[defaults]\nmin_sqnr_db = 15.0\nmax_lsb_err_vs_sim = 8.0\nmax_accuracy_drop = 0.02\n"
-                    "max_cell_seconds = 60.0\nlatency_seconds = 0\n")
+                    "max_cell_seconds = 60.0\nlatency_seconds = 0\nmax_recompiled_layers = 1000\n")
     with pytest.raises(ThresholdError, match="latency_seconds must be positive"):
         Thresholds.load(path)
 

@@ -10,7 +10,7 @@ def write(tmp_path, text):
 
 
 BASE = ("[defaults]\nmin_sqnr_db = 15.0\nmax_lsb_err_vs_sim = 8.0\nmax_accuracy_drop = 0.02\n"
-        "max_cell_seconds = 60.0\nlatency_seconds = 0.2\n")
+        "max_cell_seconds = 60.0\nlatency_seconds = 0.2\nmax_recompiled_layers = 1000\n")
 
 
 def test_lookup_order_model_over_backend_over_scheme_over_defaults(tmp_path):

@@ -37,8 +37,18 @@ def _capture(ctx: CellContext, training: bool) -> nn.Module:
         if ctx.spec.eager_fuse:
             model = fuse(model, [list(group) for group in ctx.spec.eager_fuse])
         if not ctx.spec.eager_stubs:
-            model = tq.QuantWrapper(model)
+            model = FloatInputsWrapper(model)
         return model.train(training)
+
+
+class FloatInputsWrapper(tq.QuantWrapper):
+    """QuantStub before the model, DeQuantStub after it: the one placement eager mode can make
+    without knowing the model. An integer input (token ids) passes unquantized; what the model
+    computes from it (an embedding's output) is then float where eager mode's quantized modules
+    expect a quantized tensor, unless the model places its own QuantStub."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dequant(self.module(self.quant(x) if x.is_floating_point() else x))
 
 
 def qconfig_for(ctx: CellContext, qat: bool) -> tq.QConfig:

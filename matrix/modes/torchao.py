@@ -122,8 +122,9 @@ register(Mode(
     "torchao", "torchao's quantize_ with a config (int8 / int4 weight-only, int8 dynamic activations)",
     reaches=lambda backend: backend.family in FAMILIES, schemes=("weight_only", "ptq_dynamic"), quantize=quantize,
     packages={"torchao": "torchao"}, tools=("torchao's quantize_",), own_models_only=False,
-    # The suite's models with linears, and the linear, matmul, attention and embedding operators; a
-    # user's model (--models-from) runs too.
-    models=("mlp", "digits_mlp", "embedding_linear", "transformer_encoder", "sigmoid_softmax_head", "op_linear",
-            "op_matmul", "op_multihead_attention", "op_embedding"),
+    # The suite's models with linears, the zoo's transformers (linears are most of their compute), and
+    # the linear, matmul, attention and embedding operators; a user's model (--models-from) runs too.
+    models=("mlp", "digits_mlp", "embedding_linear", "transformer_encoder", "sigmoid_softmax_head",
+            "vit", "bert", "llama", "whisper_encoder",
+            "op_linear", "op_matmul", "op_multihead_attention", "op_embedding"),
 ))
