@@ -409,6 +409,9 @@ def render_html(env: dict, records: list[dict]) -> str:
         mode_support(run),
         summary_section("operator-support", "Operator support", "Operator rows, backend and scheme columns, like "
                         "PyTorch's operator support table; colours as in mode support.", operators),
+        summary_section("model-support", "Model support", "Whole-model rows (kind <code>zoo</code>: real "
+                        "architectures built from transformers' code), backend columns, over every mode and scheme; "
+                        "counts and colours as in mode support.", tables.model_support(run)),
         per_model(run),
         summary_section("pays", "Does it pay", _e(tables.PAYS_TEXT), tables.pays_off(run)),
         summary_section("speedup", "Speedup by backend", "Median speedup over float of the passing model cells, "

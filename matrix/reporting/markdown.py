@@ -231,6 +231,8 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         environment_section(env, run),
         "## Mode support\n\nMode and scheme rows, backend columns, over every model of the run; a count "
         "links to the per-model table.\n\n" + table(support),
+        "## Model support\n\nWhole-model rows (kind `zoo`: real architectures built from transformers' code), "
+        "backend columns, over every mode and scheme.\n\n" + table(tables.model_support(run)),
         "## Per model\n\nA chip per cell: its SQNR in dB against float, then (for a timed cell) its speed and "
         "size against the float model deployed on the same backend.\n\n"
         + table(tables.per_model(run).drop(columns="kind")),

@@ -24,7 +24,7 @@ from matrix.reporting.values import (
     size,
     speed,
 )
-from matrix.vocabulary import AXES, FAILED, NOT_APPLICABLE, QUANTIZED, SURPRISES, Fidelity, Verdict
+from matrix.vocabulary import AXES, FAILED, NOT_APPLICABLE, QUANTIZED, SURPRISES, WHOLE_MODELS, Fidelity, Verdict
 
 TEXT_COLUMNS = ("model", "kind", "mode", "scheme", "qspec", "backend", "stage", "error_type", "error_message",
                 "reason", "verdict", "nodeid", "divergence", "fidelity", "fidelity_reason", "fidelity_verdict")
@@ -242,6 +242,13 @@ def mode_support(run: Run) -> pd.DataFrame:
                        lambda cells: Tally.of(cells["status"], rated=True, cells=cells.index))
 
 
+def model_support(run: Run) -> pd.DataFrame:
+    """Whole-model rows (reference models and the zoo's real architectures), backend columns: rated
+    tallies over every mode and scheme, so what works on each architecture reads in one row."""
+    df = run.df[run.df["kind"].isin(WHOLE_MODELS)]
+    return _by_backend(run, df, ["model", "kind"], lambda cells: Tally.of(cells["status"], rated=True))
+
+
 def qspec_support(run: Run) -> pd.DataFrame:
     """Knob rows (qspec and mode), backend columns: which knobs of a quantization config each
     backend takes. Only qspecs other than ``default``; the default row of each mode beside them
@@ -266,7 +273,7 @@ def conversion_paths(run: Run) -> pd.DataFrame:
 
     df = run.df
     paths = [q.name for q in QSPECS.values() if q.kind in (CONVERSION_PATH, EXPORT_ROUTE)]
-    picked = df[((df["mode"] == "conversion") | df["qspec"].isin(paths)) & (df["kind"] == "model")]
+    picked = df[((df["mode"] == "conversion") | df["qspec"].isin(paths)) & df["kind"].isin(WHOLE_MODELS)]
     if not len(picked):
         return pd.DataFrame()
     models = ordered(picked["model"])
@@ -290,7 +297,7 @@ def pays_off(run: Run) -> pd.DataFrame:
     """One row per model and backend (models only, timed cells): the fastest cell that passes,
     its speed and size against float on that backend, and how many timed cells ran slower than
     float there. Rows of a model run fastest first."""
-    df = run.df[(run.df["kind"] == "model") & run.df["speedup"].notna()]
+    df = run.df[run.df["kind"].isin(WHOLE_MODELS) & run.df["speedup"].notna()]
     rows = []
     for (model, backend), group in df.groupby(["model", "backend"], sort=False):
         passing = group[group["status"] == "pass"]
@@ -321,7 +328,7 @@ def pays_off(run: Run) -> pd.DataFrame:
 def speedup_by_backend(run: Run) -> pd.DataFrame:
     """Backend rows, scheme columns: the median speedup over float of the passing model cells,
     with how many there are and how many of them ran slower than float."""
-    df = run.df[(run.df["kind"] == "model") & run.df["speedup"].notna() & (run.df["status"] == "pass")]
+    df = run.df[run.df["kind"].isin(WHOLE_MODELS) & run.df["speedup"].notna() & (run.df["status"] == "pass")]
     if not len(df):
         return pd.DataFrame()
     schemes = ordered(df["scheme"], SCHEME_ORDER)
