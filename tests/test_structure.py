@@ -62,7 +62,7 @@ def test_a_backend_of_one_file_reaches_every_report_table(throwaway_backend):
     cases = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS)
     mine = [c for c in cases if c.backend == throwaway_backend]
     assert {c.mode for c in mine} == {"pt2e", "conversion"}, "modes reach it from what it declares"
-    assert {c.kind for c in mine} == {"model", "operator"}
+    assert {c.kind for c in mine} == {"model", "zoo", "operator"}
     assert any(QSPECS[c.qspec].knobs for c in mine), "its quantizer takes the knobs, so they are crossed"
     assert "throwaway-json" in run_packages(), "env.json records the packages it declares"
     assert axis_order()["backend"][-1] == throwaway_backend
@@ -72,11 +72,13 @@ def test_a_backend_of_one_file_reaches_every_report_table(throwaway_backend):
     env = {"label": "throwaway", "axes": axis_order()}
     markdown = render_markdown(env, records)
     sections = markdown.split("\n## ")
-    for title in ("Mode support", "Per model", "Qspec support", "Conversion paths", "Operator support", "Details"):
+    for title in ("Mode support", "Model support", "Per model", "Qspec support", "Conversion paths", "Operator support",
+                  "Details"):
         section = next(s for s in sections if s.startswith(title))
         assert throwaway_backend in section, f"{title} has no column or row of the new backend"
     page = render_html(env, records)
-    for anchor in ("mode-support", "operator-support", "per-model", "qspec-support", "conversion-paths", "cells"):
+    for anchor in ("mode-support", "model-support", "operator-support", "per-model", "qspec-support",
+                   "conversion-paths", "cells"):
         start = page.index(f'<section id="{anchor}"')
         assert throwaway_backend in page[start:page.index("</section>", start)], anchor
 
