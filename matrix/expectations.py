@@ -193,20 +193,21 @@ class Expectations:
                 if entry.holds_here(installed, self.cpu):
                     yield entry
 
-    def _first(self, *args, **kwargs) -> Entry | None:
-        return next(self._matching(*args, **kwargs), None)
-
     def lookup(self, case_id: str, claimable: bool, module_types: ModuleTypes | None = None) -> Expectation:
         """What is expected of a cell. ``claimable``: the cell is one PyTorch's quantization page
         speaks of (one of its engines, with their default qconfig), so its docs claims apply;
         ``module_types``: what its model is made of, for the entries that name module types."""
-        first = functools.partial(self._first, case_id=case_id, claimable=claimable, module_types=module_types)
+        matching = functools.partial(self._matching, case_id=case_id, claimable=claimable, module_types=module_types)
+
+        def first(*args, **kwargs) -> Entry | None:
+            return next(matching(*args, **kwargs), None)
+
         claim = first("claim")
         entry = first("expect") or claim
         # Causes that strike depending on the data or the model's code: the first stands for a cell
         # otherwise expected to pass; the record shows which one, if any, struck (a trace that stops
         # at capture comes before the export failure expected of the cell).
-        causes = tuple(self._matching("expect", case_id, claimable, at_worst=True, module_types=module_types))
+        causes = tuple(matching("expect", at_worst=True))
         if causes and (entry is None or entry.status == Status.PASS.value):
             entry, causes = causes[0], causes[1:]
         departs = first("expect", about="fidelity") or first("expect", at_worst=True, about="fidelity")

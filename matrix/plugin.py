@@ -300,8 +300,8 @@ def _progress(run: Path, worker: str, case: Case) -> Callable[[Stage], None]:
 
 
 def _finish(record: dict, expected: Expectation, nodeid: str) -> Judged:
-    """Annotate a record with what was expected of it, its node id and its verdict."""
-    expected = expected.explaining(record)
+    """Annotate a record with what was expected of it (``expected``, explained by the record: see
+    :meth:`Expectation.explaining`), its node id and its verdict."""
     annotate(record, expected)
     record["nodeid"] = nodeid
     judged = verdict(record, expected)
@@ -322,7 +322,7 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
         faulthandler.enable(faults)
 
     def write_hung(record: dict) -> None:
-        _finish(record, expected, nodeid)
+        _finish(record, expected.explaining(record), nodeid)
         _ensure_environment(matrix)
         append_record(matrix.run / f"cells-{worker}.jsonl", record)
 
@@ -332,6 +332,7 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
                       localize_all=request.config.getoption("localize"),
                       latency=request.config.getoption("latency"))
     request.node.stash[RECORD] = record
+    expected = expected.explaining(record)
     found = _finish(record, expected, nodeid)
     # The verdict in pytest's words: skip, fail, xfail (raised) or xpass (an xfail that returns).
     if found.verdict is Verdict.UNAVAILABLE:
@@ -378,6 +379,7 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
     expected = matrix.expectations.lookup(*cell_facts(case))
     recorded = _recorded(matrix.run, case.id)
     record = recorded or _crash_record(case, matrix.run, worker)
+    expected = expected.explaining(record)
     found = _finish(record, expected, crashitem)
     report.longrepr = f"{report.longrepr}: {record['status']} at {record['stage']}: {record['error_message']}"
     if found.verdict is Verdict.KNOWN:
