@@ -102,14 +102,19 @@ def _has_batch_norm(model: nn.Module) -> bool:
 
 
 def _estimate_batch_norm(model: nn.Module, sample: Sampler, seed: int) -> None:
-    """Running statistics as the cumulative average over a few sampled batches."""
+    """Running statistics as the cumulative average over a few sampled batches. Only the
+    batch norms are in training mode: a dropout in training mode before one (EfficientNet's
+    drop-connect on its residual) would make the statistics, and so the float model, differ
+    from one instantiation to the next."""
     norms = _batch_norms(model)
     momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None
     gen = torch.Generator().manual_seed(seed)
-    model.train()
+    model.eval()
+    for norm in norms:
+        norm.train()
     with torch.no_grad():
         for _ in range(CALIBRATION_BATCHES):
             model(*sample(gen, BATCH))

@@ -13,7 +13,7 @@ from matrix.contract import Deployed, Inspection, Quantized
 from matrix.modes import Mode
 from matrix.thresholds import Thresholds
 from matrix.vocabulary import Stage
-from models import ModelSpec, vectors
+from models import ModelSpec, images, vectors
 
 
 class Broken(nn.Module):
@@ -176,3 +176,32 @@ def test_accuracy_and_fidelity_are_judged_apart(monkeypatch):
     far = run(monkeypatch, the_backend=backend(noise=10.0))
     assert (far["status"], far["fidelity"]) == ("inaccurate", "departs")
     assert run(monkeypatch, the_backend=backend(quantized_ops=0))["fidelity"] is None
+
+
+def test_work_counted_in_an_ended_stage_adds_its_time_but_keeps_its_exceptions():
+    from matrix.cell import StageClock
+    from matrix.vocabulary import Stage
+
+    clock = StageClock()
+    with clock.stage(Stage.COMPARE):
+        pass
+    before = clock.timings["compare"]
+
+    def localize_with_a_bug() -> None:
+        with clock.counted_in(Stage.COMPARE):
+            sum(range(10_000))
+            raise KeyError("a bug of the localization, not a failure of compare")
+
+    with pytest.raises(KeyError):
+        localize_with_a_bug()
+    assert clock.timings["compare"] > before
+
+
+def test_batch_norm_statistics_are_the_same_on_every_instantiation_with_a_dropout_before_them():
+    def build() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(0.5), nn.BatchNorm2d(4))
+
+    spec = ModelSpec("dropout_bn", build, "a dropout before a batch norm", sample=images(3, 8, 8))
+    first, second = spec.instantiate().state_dict(), spec.instantiate().state_dict()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert not first["2.running_mean"].eq(0).all()  # the statistics were estimated

@@ -44,6 +44,18 @@ def test_each_architecture_is_its_librarys_class_with_seeded_weights(name):
     assert "Linear" in module_types(first) or "Conv2d" in module_types(first)
 
 
+def test_mobilenet_keeps_its_first_blocks_and_a_head_built_for_their_width():
+    body = MODELS["mobilenet_v2"].instantiate().model.mobilenet_v2
+    assert len(body.layer) == 4 and sum(block.use_residual for block in body.layer) == 2
+    assert body.conv_1x1.convolution.in_channels == body.layer[-1].reduce_1x1.convolution.out_channels
+
+
+def test_efficientnet_keeps_a_residual_add_and_a_pooler_kernel_litert_can_pad_to():
+    model = MODELS["efficientnet"].instantiate().model
+    assert any(m.apply_dropout for m in model.modules() if hasattr(m, "apply_dropout"))  # the residual add
+    assert model.config.hidden_dim <= 128  # litert-torch pads the pooler's input to hidden_dim squared
+
+
 def test_the_default_run_leaves_the_zoo_out_and_a_marker_or_a_name_brings_it_in():
     assert not asks_for_zoo("", None)
     assert not asks_for_zoo("kind_model and not scheme_qat", None)
