@@ -87,5 +87,18 @@ class StageClock:
         except Exception as exc:
             raise StageFailed(stage, exc) from exc
         finally:
-            elapsed = time.perf_counter() - start
-            self.timings[stage.value] = round(self.timings.get(stage.value, 0.0) + elapsed, 4)
+            self._add(stage, start)
+
+    @contextmanager
+    def counted_in(self, stage: Stage) -> Iterator[None]:
+        """Times work that belongs to a stage that has ended (first divergence, after compare)
+        into that stage's time; its exceptions stay its own, never the stage's failure."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._add(stage, start)
+
+    def _add(self, stage: Stage, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        self.timings[stage.value] = round(self.timings.get(stage.value, 0.0) + elapsed, 4)

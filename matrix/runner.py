@@ -17,6 +17,7 @@ from matrix.cell import StageClock, StageFailed, Unavailable, first_line, stable
 from matrix.contract import CellContext, Deployed, Quantized
 from matrix.formats.compiled import CompiledGraph
 from matrix.formats.graph import last_nodes
+from matrix.formats.layers import recompile_limit
 from matrix.localize import SQNR, STEPS, localize
 from matrix.metrics import compare, sqnr_db
 from matrix.modes import MODES
@@ -180,7 +181,7 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
     # Two answers: the status against float (accuracy), the fidelity against the simulation.
     record.update(two_answers([(v.metric, v.phrase) for v in violations]))
     if violations or localize_all:
-        with backend.activate():
+        with backend.activate(), clock.counted_in(Stage.COMPARE):
             over = {v.metric for v in violations}
             off_simulation_only = FIDELITY_METRIC in over and "sqnr_db" not in over
             subject, compared = _localized(deployed, quantized)
@@ -192,8 +193,9 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
                     "than the cell")}
                 return
             start = worst_batch(simulated if off_simulation_only else reference, output, off_simulation_only)
-            record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,
-                                               off_simulation_only, compared, start, case.model)
+            with recompile_limit(limits["max_recompiled_layers"]):
+                record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,
+                                                   off_simulation_only, compared, start, case.model)
 
 
 def _localized(deployed: Deployed, quantized: Quantized) -> tuple[nn.Module, str]:

@@ -9,7 +9,7 @@ import torch
 import torch.ao.quantization as tq
 from torch import nn
 
-from matrix.formats.layers import CHANGES_OUTPUT
+from matrix.formats.layers import CHANGES_OUTPUT, recompile_limit
 from matrix.localize import STEPS, layer_outputs, localize
 
 LIMIT_DB = 15.0
@@ -198,6 +198,13 @@ def test_openvino_models_are_localized_and_an_exposure_that_changes_the_output_i
     assert alone.summary().endswith("; not read: relu2 (Relu)")
     assert "relu2 (Relu)" not in names and names == [n for n, _ in found.layers if n != "relu2 (Relu)"]
     assert alone.first == "fc3 (MatMul)"
+
+    # Past max_recompiled_layers, the layers are not compiled again one at a time: each is
+    # unread, and the reason says why.
+    with recompile_limit(2):
+        capped = localize(expected, broken, example, LIMIT_DB)
+    assert all("whole model" in name for name, _ in capped.layers) and len(capped.unread) > 2
+    assert all("more than max_recompiled_layers (2)" in why for why in capped.unread.values())
 
 
 def test_an_artifacts_channels_last_ops_are_compared_with_a_pytorch_models_layers():

@@ -4,7 +4,10 @@ counts only if its own output is unchanged)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
@@ -13,6 +16,18 @@ import torch
 MODEL_OUTPUT = "<output>"
 # Why a layer exposed as an extra output is not read (``LayerOutputs.unread``).
 CHANGES_OUTPUT = "exposing it changes the model's output"
+# How many layers a model may be compiled again for, one layer at a time, when exposing them
+# all at once is not trusted: thresholds.toml's max_recompiled_layers, set around first divergence.
+_RECOMPILE_LIMIT: ContextVar[float] = ContextVar("recompile_limit", default=math.inf)
+
+
+@contextmanager
+def recompile_limit(limit: float) -> Iterator[None]:
+    token = _RECOMPILE_LIMIT.set(limit)
+    try:
+        yield
+    finally:
+        _RECOMPILE_LIMIT.reset(token)
 
 
 def as_tensor(value: object) -> torch.Tensor | None:
@@ -51,10 +66,16 @@ class LayerOutputs(dict):
 def read_exposed(keys: list, expose: Callable[[list], dict | str]) -> tuple[dict, dict[object, str]]:
     """(values, the keys left unread and why) of ``keys`` read from a model instrumented to
     output them: all at once, or, when ``expose`` says why that copy is not trusted, each key
-    alone, leaving out a key whose copy is not trusted either."""
+    alone (unless there are more keys than :func:`recompile_limit` allows), leaving out a key
+    whose copy is not trusted either."""
     values = expose(keys)
     if not isinstance(values, str):
         return values, {}
+    limit = _RECOMPILE_LIMIT.get()
+    if len(keys) > limit:
+        why = (f"exposed all at once, {values}; its {len(keys)} layers one at a time are more than "
+               f"max_recompiled_layers ({limit:g})")
+        return {}, dict.fromkeys(keys, why)
     values, unread = {}, {}
     for key in keys:
         alone = expose([key])
