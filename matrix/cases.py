@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -74,6 +75,37 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return int(match[1]), int(match[2])
 
 
+# What a cell costs, to start the costliest first: seconds of a reference model's cell by
+# backend (a full run's mean stage time per cell, 2-core AMD EPYC, torch 2.13, 2026-12-01), times
+# its kind's weight (the zoo's cells cost about ten times as much there, 2026-12-02), times its
+# scheme's (QAT trains, and PT2E QAT exports its conv-bn patterns). Only the order depends on it.
+BACKEND_SECONDS = {"executorch_xnnpack": 3.6, "inductor": 2.5, "openvino": 2.2, "litert": 1.4,
+                   "onnxruntime": 0.5}
+ENGINE_SECONDS = 0.1  # PyTorch's own engines, and any backend not in the table
+KIND_WEIGHT = {"zoo": 10.0, "model": 1.0, "operator": 0.5}
+SCHEME_WEIGHT = {"qat": 1.5}
+
+
+def estimated_seconds(case: Case) -> float:
+    return (BACKEND_SECONDS.get(case.backend, ENGINE_SECONDS) * KIND_WEIGHT.get(case.kind, 1.0)
+            * SCHEME_WEIGHT.get(case.scheme, 1.0))
+
+
+def costliest_first(cases: Iterable[Case]) -> list[Case]:
+    """The cases in the order a parallel run should start them: the cells of one model on one
+    backend together (what a process makes once for them, the float model's deployment on the
+    backend and its float artifacts, is then made by one worker, not by each), the costliest of
+    these groups first and, inside a group, the costliest cell first. xdist's load scheduling
+    hands out cells in this order, in runs of consecutive cells, as workers free up: the run
+    ends on short cells on every worker rather than on one long cell on one."""
+    cases = list(cases)
+    groups: dict[tuple[str, str], float] = defaultdict(float)
+    for case in cases:
+        groups[case.model, case.backend] += estimated_seconds(case)
+    return sorted(cases, key=lambda c: (groups[c.model, c.backend], c.model, c.backend, estimated_seconds(c)),
+                  reverse=True)
+
+
 def in_shard(case: Case, shard: tuple[int, int] | None) -> bool:
     """Whether a case belongs to shard i of n: a hash of its id, the same on every machine."""
     if shard is None:
@@ -126,6 +158,6 @@ def expand(
                     for qspec in chosen("qspecs", qspecs):
                         if getattr(mode, "qspecs", None) is not None and qspec not in mode.qspecs:
                             continue
-                        if qspecs[qspec].applies(mode_name, backends[backend], scheme, model):
+                        if qspecs[qspec].applies(mode_name, backends[backend], scheme, model, models[model].kind):
                             cases.append(Case(model, models[model].kind, mode_name, scheme, qspec, backend))
     return cases

@@ -19,7 +19,16 @@ from pathlib import Path
 import pytest
 
 from matrix.backends import BACKENDS
-from matrix.cases import Case, SelectionError, expand, in_shard, is_smoke, parse_selection, parse_shard
+from matrix.cases import (
+    Case,
+    SelectionError,
+    costliest_first,
+    expand,
+    in_shard,
+    is_smoke,
+    parse_selection,
+    parse_shard,
+)
 from matrix.expectations import PATH as EXPECTATIONS_PATH
 from matrix.expectations import Expectation, ExpectationError, Expectations, Judged, fidelity_verdict, verdict
 from matrix.modes import MODES
@@ -271,7 +280,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" not in metafunc.fixturenames:
         return
     params = []
-    for case in metafunc.config.stash[MATRIX].selected:
+    for case in costliest_first(metafunc.config.stash[MATRIX].selected):
         marks = [getattr(pytest.mark, name) for name in case.markers()]
         if is_smoke(case):
             marks.append(pytest.mark.smoke)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from matrix.cases import Case, SelectionError, expand, parse_selection
+from matrix.cases import Case, SelectionError, costliest_first, expand, parse_selection
 from matrix.qspecs import QSpec
 
 SUITE = __import__("pathlib").Path(__file__).resolve().parent.parent
@@ -140,3 +140,30 @@ def test_a_mode_with_a_model_list_takes_a_users_model_only_when_it_says_so():
     cases = expand(models, modes, real_schemes, real_backends, select={"models": ("mine", "op_conv2d")})
     assert {c.mode for c in cases} == {"torchao"}, "torchao takes a user's model, keras (twins only) does not"
     assert {c.model for c in cases} == {"mine"}, "op_conv2d is not on torchao's list"
+
+
+def test_costliest_groups_start_first_each_model_on_a_backend_together():
+    cheap = [Case("m1", "model", "eager", "ptq_static", "default", b) for b in ("qnnpack", "fbgemm")]
+    operator = Case("op1", "operator", "pt2e", "ptq_static", "default", "inductor")
+    zoo_qat = Case("z1", "zoo", "pt2e", "qat", "default", "inductor")
+    zoo = Case("z1", "zoo", "pt2e", "ptq_static", "default", "inductor")
+    executorch = Case("m1", "model", "pt2e", "ptq_static", "default", "executorch_xnnpack")
+    ordered = costliest_first([*cheap, operator, zoo, executorch, zoo_qat])
+    assert ordered == [zoo_qat, zoo, executorch, operator, *cheap]
+    # Many cheap cells of one model on one backend outweigh one dear cell of another.
+    many = [Case("m2", "model", "eager", s, q, "fbgemm") for s in ("ptq_static", "qat") for q in "abcdefghijklmnop"]
+    assert costliest_first([operator, *many])[0] in many
+
+
+def test_collection_runs_the_costliest_groups_first_each_in_one_run():
+    from itertools import groupby
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "--models", "mlp,op_relu",
+         "--backends", "fbgemm,inductor", "-p", "no:randomly"],
+        cwd=SUITE, capture_output=True, text=True, check=True,
+    ).stdout
+    ids = [line[line.index("[") + 1 : -1] for line in out.splitlines() if "test_cell[" in line]
+    groups = [key for key, _ in groupby(ids, key=lambda i: (i.split("-")[0], i.split("-")[3]))]
+    assert len(groups) == len(set(groups)) == 4, groups
+    assert groups[0] == ("mlp", "inductor") and groups[-1] == ("op_relu", "fbgemm")
