@@ -76,6 +76,11 @@ class Variant:
     # default) or "torchscript" (the legacy exporter, dynamo=False, the one PyTorch's guide
     # was written for).
     onnx_exporter: str = "dynamo"
+    # Which FX model an export route takes: None, the backend's choice (the QDQ reference
+    # model for ONNX Runtime, whose Q/DQ the dynamo exporter writes); False, convert_fx's
+    # quantized modules (the TorchScript exporter's symbolics are for those; a reference
+    # model's weight_qscheme in its state_dict stops it).
+    fx_reference: bool | None = None
     # Eager QAT: the trained model exported as is (version-0 fake-quants, no convert), and
     # batch-norm folded into the convs first.
     qat_unconverted: bool = False
@@ -112,14 +117,18 @@ class QSpec:
     knobs: dict[str, str] = field(default_factory=dict)
     variant: Variant = NO_VARIANT
     models: tuple[str, ...] | None = None
+    # The kinds of model (matrix/vocabulary.py's KINDS) it is crossed with (None: every kind).
+    kinds: tuple[str, ...] | None = None
     # mode -> the schemes that mode can express this qspec for (else ``schemes``).
     mode_schemes: dict[str, tuple[str, ...]] | None = None
 
-    def applies(self, mode: str, backend: Backend, scheme: str | None = None, model: str | None = None) -> bool:
+    def applies(self, mode: str, backend: Backend, scheme: str | None = None, model: str | None = None,
+                kind: str | None = None) -> bool:
         return (
             (self.modes is None or mode in self.modes)
             and (scheme is None or scheme in ((self.mode_schemes or {}).get(mode) or self.schemes or (scheme,)))
             and (self.models is None or model is None or model in self.models)
+            and (self.kinds is None or kind is None or kind in self.kinds)
             and (self.reaches is None or self.reaches(mode, backend))
         )
 
@@ -233,6 +242,14 @@ QSPECS: dict[str, QSpec] = {
         route("observed_bn_folded_torchscript",
               "as observed_bn_folded, exported by the legacy TorchScript exporter (dynamo=False)",
               fold_bn=True, onnx_exporter="torchscript"),
+        # The guide exports eager- and FX-converted models with the TorchScript exporter; the
+        # default route (dynamo) is the other. On the reference models: the operators' cells of
+        # the default route say where each op stands already.
+        QSpec("torchscript", "the converted model exported to ONNX by the legacy TorchScript exporter "
+              "(dynamo=False), as the guide exports eager and FX models (FX: convert_fx's quantized modules)",
+              modes=("eager", "fx"),
+              reaches=runs_onnx, kinds=("model",),
+              variant=Variant(EXPORT_ROUTE, onnx_exporter="torchscript", fx_reference=False)),
         # The guide's ONNX Runtime split example: XNNPACKQuantizer plus a split whose outputs
         # share its input's quantization parameters.
         option("split_shared", "XNNPACKQuantizer, and split outputs sharing the split input's qparams",
