@@ -97,13 +97,16 @@ def costliest_first(cases: Iterable[Case]) -> list[Case]:
     backend and its float artifacts, is then made by one worker, not by each), the costliest of
     these groups first and, inside a group, the costliest cell first. xdist's load scheduling
     hands out cells in this order, in runs of consecutive cells, as workers free up: the run
-    ends on short cells on every worker rather than on one long cell on one."""
+    ends on short cells on every worker rather than on one long cell on one. Groups that cost
+    the same, and cells that do, keep the order they came in."""
     cases = list(cases)
     groups: dict[tuple[str, str], float] = defaultdict(float)
-    for case in cases:
+    first: dict[tuple[str, str], int] = {}
+    for index, case in enumerate(cases):
         groups[case.model, case.backend] += estimated_seconds(case)
-    return sorted(cases, key=lambda c: (groups[c.model, c.backend], c.model, c.backend, estimated_seconds(c)),
-                  reverse=True)
+        first.setdefault((case.model, case.backend), index)
+    return sorted(cases, key=lambda c: (-groups[c.model, c.backend], first[c.model, c.backend],
+                                        -estimated_seconds(c)))
 
 
 def in_shard(case: Case, shard: tuple[int, int] | None) -> bool:

@@ -150,6 +150,9 @@ def test_costliest_groups_start_first_each_model_on_a_backend_together():
     executorch = Case("m1", "model", "pt2e", "ptq_static", "default", "executorch_xnnpack")
     ordered = costliest_first([*cheap, operator, zoo, executorch, zoo_qat])
     assert ordered == [zoo_qat, zoo, executorch, operator, *cheap]
+    # Groups that cost the same keep their order (a run of a user's model after the suite's).
+    twins = [Case(m, "model", "eager", "ptq_static", "default", "fbgemm") for m in ("mlp", "sleeping", "another")]
+    assert costliest_first(twins) == twins
     # Many cheap cells of one model on one backend outweigh one dear cell of another.
     many = [Case("m2", "model", "eager", s, q, "fbgemm") for s in ("ptq_static", "qat") for q in "abcdefghijklmnop"]
     assert costliest_first([operator, *many])[0] in many
