@@ -82,6 +82,14 @@ def per_model(records: list[dict]) -> str:
     return ", ".join(f"{m} {s:.0f} s/{cells[m]}" for m, s in sorted(seconds.items(), key=lambda kv: -kv[1]))
 
 
+def wall_goal(what: str, wall: float, goal: str, cells: int) -> str:
+    """A run's wall time against its goal in GOALS, as a ratio (the full matrix's goal is for
+    at least 1000 cells)."""
+    floor = " (goal >= 1000)" if goal == "wall_full_s" else ""
+    return (f"{what} wall {wall:.0f} s (goal <= {GOALS[goal]} s, ratio {wall / GOALS[goal]:.2f}); "
+            f"cells {cells}{floor}")
+
+
 def show(title: str, found: dict) -> None:
     print(f"\n== {title}: {found['cells']} cells")
     print(f"wall {found['wall']:.1f} s; stage time {found['stage_time']:.1f} s")
@@ -145,12 +153,9 @@ def main() -> int:
         found = summarize(records, args.wall, args.workers)
         show(f"{args.from_run} (-n {args.workers})", found)
         print("per model: " + per_model(records))
-        if records and all(r["kind"] == "zoo" for r in records):
-            print(f"zoo tier wall {args.wall:.0f} s (goal <= {GOALS['wall_zoo_s']} s, ratio "
-                  f"{args.wall / GOALS['wall_zoo_s']:.2f})")
-        else:
-            print(f"wall {args.wall:.0f} s (goal <= {GOALS['wall_full_s']} s for >= 1000 cells, ratio "
-                  f"{args.wall / GOALS['wall_full_s']:.2f})")
+        zoo = bool(records) and all(r["kind"] == "zoo" for r in records)
+        print(wall_goal("zoo tier" if zoo else "run", args.wall, "wall_zoo_s" if zoo else "wall_full_s",
+                        found["cells"]))
         return 0
     selection = [] if args.full else ZOO if args.zoo else SLICE
     with tempfile.TemporaryDirectory(prefix="qmatrix-bench-") as scratch:
@@ -170,13 +175,9 @@ def main() -> int:
     if 0 in results:
         print(f"speedup of -n 2 over -n 0: {results[0]['wall'] / results[2]['wall']:.2f}x")
     if args.zoo:
-        wall = results[2]["wall"]
-        print(f"zoo tier wall {wall:.0f} s, cold (goal <= {GOALS['wall_zoo_s']} s, ratio "
-              f"{wall / GOALS['wall_zoo_s']:.2f}); cells {results[2]['cells']}")
+        print(wall_goal("zoo tier, cold,", results[2]["wall"], "wall_zoo_s", results[2]["cells"]))
     if args.full:
-        wall = results[2]["wall"]
-        print(f"full matrix wall {wall:.0f} s (goal <= {GOALS['wall_full_s']} s, ratio "
-              f"{wall / GOALS['wall_full_s']:.2f}); cells {results[2]['cells']} (goal >= 1000)")
+        print(wall_goal("full matrix", results[2]["wall"], "wall_full_s", results[2]["cells"]))
     return 0
 
 

@@ -308,16 +308,18 @@ def _progress(run: Path, worker: str, case: Case) -> Callable[[Stage], None]:
     return entered
 
 
-def _finish(record: dict, expected: Expectation, nodeid: str) -> Judged:
-    """Annotate a record with what was expected of it (``expected``, explained by the record: see
-    :meth:`Expectation.explaining`), its node id and its verdict."""
+def _finish(record: dict, expected: Expectation, nodeid: str) -> tuple[Judged, Expectation]:
+    """Annotate a record with what was expected of it (``expected`` as the record explains it,
+    see :meth:`Expectation.explaining`), its node id and its verdict; return the verdict and the
+    expectation that explains the record (whose reason pytest is given)."""
+    expected = expected.explaining(record)
     annotate(record, expected)
     record["nodeid"] = nodeid
     judged = verdict(record, expected)
     record["verdict"] = judged.verdict.value
     fidelity = fidelity_verdict(record, expected)
     record["fidelity_verdict"] = fidelity.verdict.value if fidelity else None
-    return judged
+    return judged, expected
 
 
 def attempt(case: Case, request: pytest.FixtureRequest) -> None:
@@ -331,7 +333,7 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
         faulthandler.enable(faults)
 
     def write_hung(record: dict) -> None:
-        _finish(record, expected.explaining(record), nodeid)
+        _finish(record, expected, nodeid)
         _ensure_environment(matrix)
         append_record(matrix.run / f"cells-{worker}.jsonl", record)
 
@@ -341,8 +343,7 @@ def attempt(case: Case, request: pytest.FixtureRequest) -> None:
                       localize_all=request.config.getoption("localize"),
                       latency=request.config.getoption("latency"))
     request.node.stash[RECORD] = record
-    expected = expected.explaining(record)
-    found = _finish(record, expected, nodeid)
+    found, expected = _finish(record, expected, nodeid)
     # The verdict in pytest's words: skip, fail, xfail (raised) or xpass (an xfail that returns).
     if found.verdict is Verdict.UNAVAILABLE:
         pytest.skip(f"unavailable: {found.message}")
@@ -388,8 +389,7 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
     expected = matrix.expectations.lookup(*cell_facts(case))
     recorded = _recorded(matrix.run, case.id)
     record = recorded or _crash_record(case, matrix.run, worker)
-    expected = expected.explaining(record)
-    found = _finish(record, expected, crashitem)
+    found, expected = _finish(record, expected, crashitem)
     report.longrepr = f"{report.longrepr}: {record['status']} at {record['stage']}: {record['error_message']}"
     if found.verdict is Verdict.KNOWN:
         report.outcome, report.wasxfail = "skipped", expected.reason or found.message

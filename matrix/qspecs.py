@@ -76,11 +76,11 @@ class Variant:
     # default) or "torchscript" (the legacy exporter, dynamo=False, the one PyTorch's guide
     # was written for).
     onnx_exporter: str = "dynamo"
-    # Which FX model an export route takes: None, the backend's choice (the QDQ reference
-    # model for ONNX Runtime, whose Q/DQ the dynamo exporter writes); False, convert_fx's
-    # quantized modules (the TorchScript exporter's symbolics are for those; a reference
-    # model's weight_qscheme in its state_dict stops it).
-    fx_reference: bool | None = None
+    # FX: an export route that takes convert_fx's quantized modules even where the backend takes
+    # the QDQ reference model (ONNX Runtime, whose Q/DQ the dynamo exporter writes): the
+    # TorchScript exporter's symbolics are for those, and a reference model's weight_qscheme in
+    # its state_dict stops it.
+    fx_quantized_modules: bool = False
     # Eager QAT: the trained model exported as is (version-0 fake-quants, no convert), and
     # batch-norm folded into the convs first.
     qat_unconverted: bool = False
@@ -249,7 +249,7 @@ QSPECS: dict[str, QSpec] = {
               "(dynamo=False), as the guide exports eager and FX models (FX: convert_fx's quantized modules)",
               modes=("eager", "fx"),
               reaches=runs_onnx, kinds=("model",),
-              variant=Variant(EXPORT_ROUTE, onnx_exporter="torchscript", fx_reference=False)),
+              variant=Variant(EXPORT_ROUTE, onnx_exporter="torchscript", fx_quantized_modules=True)),
         # The guide's ONNX Runtime split example: XNNPACKQuantizer plus a split whose outputs
         # share its input's quantization parameters.
         option("split_shared", "XNNPACKQuantizer, and split outputs sharing the split input's qparams",

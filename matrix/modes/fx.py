@@ -60,7 +60,7 @@ def quantize(ctx: CellContext) -> Quantized:
         else:
             simulation = quantize_fx.convert_to_reference_fx(copy.deepcopy(model), backend_config=backend_config)
             kind = "convert_to_reference_fx (QDQ reference model)"
-        if ctx.backend.takes_fx_reference and ctx.qspec.variant.fx_reference is not False:
+        if ctx.backend.takes_fx_reference and not ctx.qspec.variant.fx_quantized_modules:
             quantized = quantize_fx.convert_to_reference_fx(model, backend_config=backend_config)
         else:
             quantized = quantize_fx.convert_fx(model, backend_config=backend_config)
