@@ -158,6 +158,9 @@ def expand(
                 continue
             for scheme in chosen("schemes", [s for s in schemes if s in mode.schemes]):
                 for backend in chosen("backends", [b for b in backends if mode.reaches(backends[b])]):
+                    covers = getattr(mode, "covers", None)
+                    if covers is not None and not covers(backends[backend], models[model].kind, scheme):
+                        continue
                     for qspec in chosen("qspecs", qspecs):
                         if getattr(mode, "qspecs", None) is not None and qspec not in mode.qspecs:
                             continue

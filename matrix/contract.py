@@ -56,6 +56,9 @@ class Quantized:
     # ONNX Runtime dynamic kernel's) rather than being that tool's own: a departure from it
     # may be the stand-in's, so it is shown as unconfirmed, never as the backend's bug.
     stand_in: bool = False
+    # What the mode's path did that a reader of the record should know (a QAT model trained on
+    # after a conversion: its loss before and after), recorded as ``mode_notes``.
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,6 +125,11 @@ class Backend:
     pt2e_knobs: str | None = None
     # What the backend's deploy needs to know of the PT2E quantizer (CellContext.handoff).
     pt2e_handoff: Callable[[Any], dict[str, Any]] | None = None
+    # The FX BackendConfig (matrix/modes/fx_targets.py) written after this backend's PT2E
+    # quantizer: FX prepares with it and the model reaches the backend through the transplant.
+    fx_target: str | None = None
+    # The schemes that quantizer has (None: every scheme PT2E has).
+    pt2e_schemes: tuple[str, ...] | None = None
     # convert_pt2e(fold_quantize=...): False keeps weights as quantize ops, as litert-torch needs.
     pt2e_fold_quantize: bool = True
     # The names an expectation's reason gives the tools this backend's cells run (its runtime, its

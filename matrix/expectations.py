@@ -38,7 +38,17 @@ from packaging.version import Version
 
 from matrix.records import cpu_flags
 from matrix.tomlfile import load_toml
-from matrix.vocabulary import ACCURACY_METRICS, FIDELITIES, RANK, STATUSES, SURPRISES, Fidelity, Status, Verdict
+from matrix.vocabulary import (
+    ACCURACY_METRICS,
+    FIDELITIES,
+    RANK,
+    STATUSES,
+    SURPRISES,
+    Fidelity,
+    Stage,
+    Status,
+    Verdict,
+)
 
 PATH = Path(__file__).with_name("expectations.toml")
 CLAIM_KEYS = {"cases", "status", "claim", "source"}
@@ -243,6 +253,9 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
         cases = [cases]
     if not isinstance(cases, list) or not all(isinstance(c, str) for c in cases):
         raise ExpectationError(f"{where}: 'cases' must be a pattern or a list of patterns")
+    stages = [stage.value for stage in Stage]
+    if raw.get("stage") is not None and raw["stage"] not in stages:
+        raise ExpectationError(f"{where}: unknown stage {raw['stage']!r} (valid: {stages})")
     if raw.get("status") is not None and raw["status"] not in STATUSES:
         raise ExpectationError(f"{where}: unknown status {raw['status']!r} (valid: {sorted(STATUSES)})")
     try:

@@ -223,16 +223,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _load_model_sources(paths: list[str]) -> list[str]:
-    """Register models from entry points and files; return one message per source that failed.
+    """Register models from entry points and files; return one message per entry point that failed.
 
-    A broken source is left out and named; the run goes on with every other model.
+    A file named on the command line (``--models-from``) that cannot be loaded (a syntax error,
+    an import that fails, a model name already taken) is a usage error naming the file, before
+    any cell runs: the user asked for its models. An installed entry point that fails is left out
+    and named, and the run goes on with every other model.
     """
     _, errors = load_entry_points()
     for path in paths:
         try:
             load_file(path)
         except ModelSourceError as exc:
-            errors.append(str(exc))
+            raise pytest.UsageError(f"--models-from: {exc}") from None
     return [f"qmatrix: model source skipped: {error}" for error in errors]
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from matrix.cell import Unavailable
+from matrix.qspecs import CLASS_KNOBS
 
 EPS = 2**-12
 ACTIVATION_RANGES = {
@@ -98,14 +99,10 @@ def torch_qconfig(knobs: dict[str, str], engine: str, qat: bool) -> Any:
             raise Inexpressible(f"torch.ao quantized tensors have no {activations} dtype")
         a.update(dtype=dtype, quant_min=low, quant_max=high, reduce_range=False)
 
-    observers = {"minmax": ob.MinMaxObserver, "moving_average": ob.MovingAverageMinMaxObserver,
-                 "histogram": ob.HistogramObserver}
     if "activation_observer" in knobs:
-        a_obs = observers[knobs["activation_observer"]]
-    weight_observers = {"per_channel_minmax": ob.PerChannelMinMaxObserver,
-                        "moving_average_per_channel": ob.MovingAveragePerChannelMinMaxObserver}
+        a_obs = getattr(ob, CLASS_KNOBS["activation_observer"][knobs["activation_observer"]])
     if "weight_observer" in knobs:
-        w_obs = weight_observers[knobs["weight_observer"]]
+        w_obs = getattr(ob, CLASS_KNOBS["weight_observer"][knobs["weight_observer"]])
         w["qscheme"] = torch.per_channel_symmetric
 
     fake_quant = knobs.get("fake_quant")
@@ -121,7 +118,7 @@ def torch_qconfig(knobs: dict[str, str], engine: str, qat: bool) -> Any:
                 kwargs.update(scale=1.0, zero_point=0.0, use_grad_scaling=True)
             a_fq = w_fq = _LearnableFakeQuantize
         else:
-            a_fq = w_fq = {"fake_quantize": fq.FakeQuantize, "fused": fq.FusedMovingAvgObsFakeQuantize}[fake_quant]
+            a_fq = w_fq = getattr(fq, CLASS_KNOBS["fake_quant"][fake_quant])
     return tq.QConfig(activation=_join(a_fq, a_obs, a), weight=_join(w_fq, w_obs, w))
 
 

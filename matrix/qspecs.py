@@ -63,6 +63,17 @@ def runs_onnx(mode: str, backend: Backend) -> bool:
     return backend.family == "onnx"
 
 
+# The class each class-choosing knob names, by knob and value (matrix/qconfigs.py builds them;
+# the report's observer and fake-quantize class tables, the guide's, are rows of these).
+CLASS_KNOBS = {
+    "activation_observer": {"minmax": "MinMaxObserver", "moving_average": "MovingAverageMinMaxObserver",
+                            "histogram": "HistogramObserver"},
+    "weight_observer": {"per_channel_minmax": "PerChannelMinMaxObserver",
+                        "moving_average_per_channel": "MovingAveragePerChannelMinMaxObserver"},
+    "fake_quant": {"fake_quantize": "FakeQuantize", "fused": "FusedMovingAvgObsFakeQuantize",
+                   "learnable": "_LearnableFakeQuantize"},
+}
+
 # The kinds of qspec.
 KNOB, EXPORT_ROUTE, QUANTIZER_OPTION, CONVERSION_PATH = "knob", "export route", "quantizer option", "conversion path"
 
@@ -182,8 +193,14 @@ CONVERSION_PATHS = {q.name: q for q in (
          ("ptq_static",), pt2e_target),
     path("fx_qat_to_pt2e", "FX QAT reference model (Q/DQ) -> torch.export -> deployed as a PT2E model",
          ("qat",), pt2e_target),
+    path("fx_ptq_to_pt2e_transplant", "the guide's transplant: the FX-prepared model (x86 BackendConfig, quint8) "
+         "captured by torch.export with FX's observers put back in, then convert_pt2e", ("ptq_static",), pt2e_target),
+    path("fx_qat_to_pt2e_transplant", "the guide's transplant after FX QAT (x86 BackendConfig, quint8), trained on "
+         "in PT2E, then convert_pt2e", ("qat",), pt2e_target),
     path("eager_observed_to_fx", "calibrated eager model (observers in place) traced by FX, then convert_fx",
          ("ptq_static",), native),
+    path("eager_statistics_to_fx", "calibrated eager model's observer statistics loaded into the FX observers of "
+         "prepare_fx with the same qconfig, then convert_fx", ("ptq_static",), native),
 )}
 
 KNOBS = (

@@ -153,6 +153,8 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
             simulated = in_batches(quantized.simulation, data.evaluation)
         record["simulation"] = quantized.simulation_kind
         record["simulation_stand_in"] = quantized.stand_in
+        if quantized.notes:
+            record["mode_notes"] = quantized.notes
         deployed = backend.deploy(ctx, quantized.model)
         inspection = deployed.inspection
         record.update(

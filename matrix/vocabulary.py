@@ -151,6 +151,7 @@ Record = TypedDict("Record", {
     "op_counts": "dict[str, dict[str, int]]",  # {"quantized": {op: n}, "float": {op: n}}
     "inspection_notes": dict[str, Any],
     "simulation": str,  # what the mode's simulation is
+    "mode_notes": dict[str, Any],  # what the mode's path did that a reader should know
     "divergence": dict[str, Any],  # first divergence (matrix/localize.py)
     "timings": dict[str, float],  # seconds by stage
     "peak_rss_mb": float,

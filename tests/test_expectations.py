@@ -93,6 +93,8 @@ def test_stale_entries(expectations):
 @pytest.mark.parametrize(("text", "message"), [
     ('[[expect]]\ncases = "a"\nstatus = "fail"\nsource = "s"\n', "'reason' is required"),
     ('[[expect]]\ncases = "a"\nstatus = "broken"\nreason = "r"\nsource = "s"\n', "unknown status 'broken'"),
+    ('[[expect]]\ncases = "a"\nstatus = "fail"\nstage = "lod"\nreason = "r"\nsource = "s"\n',
+     "#1: unknown stage 'lod'"),
     ('[[expect]]\ncases = "a"\nstatus = "fail"\nreason = "r"\nsource = "s"\nerror_match = "("\n',
      "not a regular expression"),
     ('[[expect]]\ncases = "a"\nstatus = "fail"\nreason = "r"\nsource = "s"\nversions = {torch = "~~1"}\n',

@@ -85,17 +85,20 @@ def test_models_from_a_file_join_the_matrix(tmp_path):
     assert "1 passed" in result.stdout and "1 failed" in result.stdout
 
 
-def test_a_file_that_fails_to_import_is_named_and_the_run_goes_on(tmp_path):
+@pytest.mark.parametrize(("content", "error"), [
+    ("import no_such_package_here\n", "failed to import: ModuleNotFoundError"),
+    ("def broken(:\n", "failed to import: SyntaxError"),
+    ("from models import MODELS, register\nregister(MODELS['mlp'])\n",
+     "failed to import: ValueError: model 'mlp' is registered twice"),
+])
+def test_a_model_file_that_cannot_be_loaded_is_a_usage_error_naming_it(tmp_path, content, error):
     source = tmp_path / "bad_models.py"
-    source.write_text("import no_such_package_here\n")
+    source.write_text(content)
     result = run_pytest(tmp_path, "--qspecs", "default", f"--models-from={source}", "--models", "mlp", "--modes", "fx",
                         "--backends", "fbgemm", "--schemes", "ptq_static")
-    assert result.returncode == 0, result.stdout[-2000:]
-    message = f"model source skipped: {source.resolve()}: failed to import: ModuleNotFoundError"
-    assert message in result.stdout
-    assert set(records(tmp_path)) == {"mlp-fx-ptq_static-fbgemm"}
-    env = json.loads(((tmp_path / "reports" / "latest").resolve() / "env.json").read_text())
-    assert any("bad_models.py" in e for e in env["model_source_errors"])
+    assert result.returncode == 4, result.stdout[-2000:]
+    assert f"--models-from: {source.resolve()}: {error}" in result.stderr + result.stdout
+    assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").rglob("*.jsonl"))
 
 
 def test_shard_runs_only_its_cells(tmp_path):

@@ -110,12 +110,16 @@ def test_eager_wrapper_quantizes_float_inputs_and_passes_token_ids_through():
             seen.append(x)
             return x.float()
 
-    wrapper = FloatInputsWrapper(Probe())
-    wrapper.qconfig = tq.get_default_qconfig("x86")
-    tq.prepare(wrapper, inplace=True)
-    observer = wrapper.quant.activation_post_process
+    def prepared(quantize_input: bool) -> FloatInputsWrapper:
+        wrapper = FloatInputsWrapper(Probe(), quantize_input=quantize_input)
+        wrapper.qconfig = tq.get_default_qconfig("x86")
+        return tq.prepare(wrapper)
+
+    ids_wrapper, float_wrapper = prepared(False), prepared(True)
     ids = torch.tensor([[1, 2, 3]])
-    wrapper(ids)  # an observer on integer ids would raise: histogram_cpu is not implemented for Long
-    assert seen[-1] is ids and not torch.isfinite(observer.min_val).any()
-    wrapper(torch.full((2, 3), 4.0))
-    assert observer.min_val == 4.0
+    ids_wrapper(ids)  # an observer on integer ids would raise: histogram_cpu is not implemented for Long
+    assert seen[-1] is ids and not torch.isfinite(ids_wrapper.quant.activation_post_process.min_val).any()
+    float_wrapper(torch.full((2, 3), 4.0))
+    assert float_wrapper.quant.activation_post_process.min_val == 4.0
+    # The choice is made once, not on the traced value: FX traces the wrapper.
+    torch.fx.symbolic_trace(FloatInputsWrapper(torch.nn.Linear(3, 2)))

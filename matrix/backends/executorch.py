@@ -208,5 +208,6 @@ register(Backend(
     "lowered to ExecuTorch with the XNNPACK delegate (to_edge_transform_and_lower), run from a .pte "
     "by ExecuTorch's runtime",
     deploy=deploy, packages={"executorch": "executorch"}, extra="executorch", pt2e_quantizer=pt2e_quantizer,
+    fx_target="xnnpack",
     pt2e_knobs="granularity", tools=("ExecuTorch", "XNNPACK", "XNNPACKQuantizer", "XnnpackPartitioner"),
 ))

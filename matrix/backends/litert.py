@@ -62,6 +62,7 @@ register(Backend(
     "converted to .tflite (litert_torch.convert, or a Keras / TFLite quantizer) and run by the LiteRT "
     "interpreter's builtin kernels",
     deploy=deploy, packages=tflite.PACKAGES, extra="litert", activate=contextlib.nullcontext,
-    pt2e_quantizer=pt2e_quantizer, pt2e_knobs="granularity", pt2e_handoff=pt2e_handoff, pt2e_fold_quantize=False,
+    pt2e_quantizer=pt2e_quantizer, fx_target="ai_edge_torch",
+    pt2e_knobs="granularity", pt2e_handoff=pt2e_handoff, pt2e_fold_quantize=False,
     tools=("LiteRT", "TFLite", "litert-torch", "PT2EQuantizer"),
 ))

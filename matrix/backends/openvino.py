@@ -1,16 +1,23 @@
-"""OpenVINO: a model NNCF quantized, compiled and run by the OpenVINO CPU plugin.
+"""OpenVINO: a model compiled and run by the OpenVINO CPU plugin.
 
 The ``nncf`` mode hands over an OpenVINO model (:class:`~matrix.formats.openvino.OpenVinoModel`);
-its compilation, inspection and layer reading are :mod:`matrix.formats.openvino`.
+PT2E hands over its converted model (quantized by NNCF's ``OpenVINOQuantizer``, the PT2E
+quantizer OpenVINO's own ExecuTorch backend ships), which torch.export captures and
+``ov.convert_model`` reads. Compilation, inspection and layer reading are
+:mod:`matrix.formats.openvino`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from matrix.backends import Backend, register
+from matrix.cell import Unavailable
 from matrix.contract import Deployed
 from matrix.formats import openvino
+from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
 
 # The backend runs what NNCF made: both install with its extra.
@@ -19,7 +26,8 @@ PACKAGES = {**openvino.PACKAGES, "nncf": "nncf"}
 
 def deploy(ctx, model: torch.nn.Module) -> Deployed:
     if not isinstance(model, openvino.OpenVinoModel):
-        raise TypeError(f"the openvino backend deploys an OpenVINO model, not {type(model).__name__}")
+        with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
+            model = openvino.from_pt2e(model, ctx.data.calibration[0])
     with ctx.clock.stage(Stage.LOAD):
         compiled = model.compiled()
         inspection = openvino.inspect_compiled(compiled)
@@ -29,8 +37,21 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
     return Deployed(model, inspection, size_bytes=openvino.ir_bytes(model.ov_model))
 
 
+def pt2e_quantizer(scheme: str, qspec: QSpec) -> Any:
+    """NNCF's OpenVINOQuantizer in its default mode (INT8_SYM: symmetric int8 activations and
+    weights, per-channel weights; NNCF picks unsigned activations after a non-negative op). It
+    ships in ExecuTorch's OpenVINO backend; it has no dynamic mode (PT2E_SCHEMES)."""
+    try:
+        from executorch.backends.openvino.quantizer.quantizer import OpenVINOQuantizer
+    except ImportError as exc:
+        raise Unavailable(f"NNCF's OpenVINOQuantizer ships in executorch (the executorch extra): {exc}") from exc
+    return OpenVINOQuantizer()
+
+
 register(Backend(
     "openvino", "openvino",
-    "quantized by NNCF and run by the OpenVINO CPU plugin (f32 float precision, snippets off)",
-    deploy=deploy, packages=PACKAGES, extra="openvino", tools=("OpenVINO", "oneDNN"),
+    "quantized by NNCF (on the OpenVINO model, or as PT2E's OpenVINOQuantizer) and run by the OpenVINO CPU "
+    "plugin (f32 float precision, snippets off)",
+    deploy=deploy, packages=PACKAGES, extra="openvino", tools=("OpenVINO", "oneDNN", "NNCF", "OpenVINOQuantizer"),
+    pt2e_quantizer=pt2e_quantizer, pt2e_schemes=("ptq_static", "qat"), pt2e_fold_quantize=False,
 ))

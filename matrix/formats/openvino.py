@@ -51,6 +51,13 @@ def openvino() -> Any:
     return ov
 
 
+def from_pt2e(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> OpenVinoModel:
+    """A PT2E model (Q/DQ ops around float ones, weights left as quantize ops) captured by
+    torch.export and read by OpenVINO's PyTorch frontend, which turns each Q/DQ pair into a
+    FakeQuantize; the CPU plugin then runs the ops between them in integers."""
+    return OpenVinoModel(openvino().convert_model(torch.export.export(model, example)))
+
+
 class OpenVinoModel(torch.nn.Module):
     """An OpenVINO model (ov.Model) as a module; compiled on first use with COMPILE_CONFIG."""
 

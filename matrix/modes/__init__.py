@@ -48,6 +48,9 @@ class Mode:
     # The names an expectation's reason gives the quantizer this mode runs, when it is a tool of
     # its own (NNCF, ONNX Runtime's quantizer), as Backend.tools.
     tools: tuple[str, ...] = ()
+    # Whether the mode's path to a backend takes this kind of model (matrix/vocabulary.py's KINDS)
+    # and scheme, for a mode whose paths differ by backend (None: every kind and scheme it has).
+    covers: Callable[[Backend, str, str], bool] | None = None
 
     def unavailable_reason(self) -> str | None:
         return unavailable_reason(self)
@@ -56,6 +59,11 @@ class Mode:
 def takes_engine_models(backend: Backend) -> bool:
     """A backend that takes a quantized engine's eager or FX model."""
     return backend.engine is not None
+
+
+def takes_fx_target(backend: Backend) -> bool:
+    """A backend with an FX BackendConfig written after its PT2E quantizer."""
+    return backend.fx_target is not None
 
 
 def takes_pt2e(backend: Backend) -> bool:
@@ -87,12 +95,14 @@ def train(
     ctx: CellContext,
     to_train: Callable[[nn.Module], object] = lambda m: m.train(),
     to_eval: Callable[[nn.Module], object] = lambda m: m.eval(),
-) -> None:
-    """A few real QAT steps: distil the float model's outputs on the calibration batches.
+) -> list[float]:
+    """A few real QAT steps: distil the float model's outputs on the calibration batches; the
+    loss of each step.
 
     A model without weights (a ReLU alone, say) has nothing to optimize: its
     training steps are forward passes in training mode, where the fake-quants observe.
     """
+    losses = []
     with ctx.clock.stage(Stage.TRAIN):
         with torch.no_grad():
             targets = [ctx.float_model(*batch) for batch in ctx.data.calibration]
@@ -102,11 +112,14 @@ def train(
         for step in range(QAT_STEPS):
             index = step % len(targets)
             output = model(*ctx.data.calibration[index])
+            loss = nn.functional.mse_loss(output, targets[index])
+            losses.append(round(loss.item(), 8))
             if optimizer is not None:
                 optimizer.zero_grad()
-                nn.functional.mse_loss(output, targets[index]).backward()
+                loss.backward()
                 optimizer.step()
         to_eval(model)
+    return losses
 
 
 # One line per module that registers entries; their order is the order of the axis.

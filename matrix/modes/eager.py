@@ -37,18 +37,23 @@ def _capture(ctx: CellContext, training: bool) -> nn.Module:
         if ctx.spec.eager_fuse:
             model = fuse(model, [list(group) for group in ctx.spec.eager_fuse])
         if not ctx.spec.eager_stubs:
-            model = FloatInputsWrapper(model)
+            model = FloatInputsWrapper(model, quantize_input=ctx.data.calibration[0][0].is_floating_point())
         return model.train(training)
 
 
 class FloatInputsWrapper(tq.QuantWrapper):
     """QuantStub before the model, DeQuantStub after it: the one placement eager mode can make
-    without knowing the model. An integer input (token ids) passes unquantized; what the model
+    without knowing the model. An integer input (token ids, ``quantize_input=False``: decided
+    from the model's inputs once, so FX can trace the wrapper) passes unquantized; what the model
     computes from it (an embedding's output) is then float where eager mode's quantized modules
     expect a quantized tensor, unless the model places its own QuantStub."""
 
+    def __init__(self, module: nn.Module, quantize_input: bool = True) -> None:
+        super().__init__(module)
+        self.quantize_input = quantize_input
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dequant(self.module(self.quant(x) if x.is_floating_point() else x))
+        return self.dequant(self.module(self.quant(x) if self.quantize_input else x))
 
 
 def qconfig_for(ctx: CellContext, qat: bool) -> tq.QConfig:

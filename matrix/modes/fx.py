@@ -1,4 +1,11 @@
-"""FX graph mode: symbolic tracing, a QConfigMapping and the backend's BackendConfig."""
+"""FX graph mode: symbolic tracing, a QConfigMapping and the backend's BackendConfig.
+
+On PyTorch's engines (and ONNX Runtime, which takes their models) the BackendConfig is the
+engine's own and convert_fx makes the model. On a backend that takes PT2E models and has an
+FX BackendConfig written after its PT2E quantizer (matrix/modes/fx_targets.py: litert-torch's,
+ExecuTorch's XNNPACK), FX prepares with that one and the transplant carries the model to PT2E
+(matrix/modes/transplant.py), for static PTQ and QAT, on the reference and zoo models.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,8 @@ from torch.ao.quantization import quantize_fx
 from torch.ao.quantization.backend_config.x86 import get_x86_backend_config
 
 from matrix.contract import Quantized
-from matrix.modes import Mode, calibrate, register, takes_engine_models, train
+from matrix.modes import Mode, calibrate, register, takes_engine_models, takes_fx_target, train, transplant
+from matrix.modes.fx_targets import FX_TARGETS
 from matrix.modes.simulation import qat_simulation
 from matrix.qconfigs import torch_qconfig
 from matrix.vocabulary import Stage
@@ -41,6 +49,10 @@ def qconfig_mapping(scheme: str, engine: str, knobs: dict[str, str] | None = Non
 
 def quantize(ctx: CellContext) -> Quantized:
     engine, scheme = ctx.backend.engine, ctx.scheme.name
+    if engine is None:
+        target = FX_TARGETS[ctx.backend.fx_target]
+        return transplant.quantize(ctx, target.backend_config(), target.qconfig_mapping(scheme),
+                                   f"FX prepared with the {target.name} BackendConfig, carried by the transplant")
     training = scheme == "qat"
     with ctx.clock.stage(Stage.CAPTURE):
         model = copy.deepcopy(ctx.float_model).train(training)
@@ -67,7 +79,15 @@ def quantize(ctx: CellContext) -> Quantized:
     return Quantized(quantized, simulation, kind)
 
 
+def covers(backend, kind: str, scheme: str) -> bool:
+    """The transplant carries static and QAT models; on the operators it is left out for wall
+    time (their PT2E cells show what the same quantizer annotates)."""
+    return backend.engine is not None or (scheme in ("ptq_static", "qat") and kind in ("model", "zoo"))
+
+
 register(Mode(
-    "fx", "FX graph mode: prepare_fx / prepare_qat_fx / convert_fx with the backend's BackendConfig",
-    reaches=takes_engine_models, schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    "fx", "FX graph mode: prepare_fx / prepare_qat_fx / convert_fx with the backend's BackendConfig, or "
+    "an FX BackendConfig after the backend's PT2E quantizer and the FX -> PT2E transplant",
+    reaches=lambda b: takes_engine_models(b) or takes_fx_target(b), schemes=("ptq_static", "ptq_dynamic", "qat"),
+    quantize=quantize, covers=covers,
 ))

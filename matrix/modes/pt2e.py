@@ -85,8 +85,13 @@ def quantize(ctx: CellContext, capture: Callable[[torch.nn.Module], torch.nn.Mod
     return Quantized(quantized, quantized, "the converted PT2E model run eagerly (Q/DQ in float)")
 
 
+def covers(backend, kind: str, scheme: str) -> bool:
+    """A scheme the backend's quantizer has (NNCF's OpenVINOQuantizer has no dynamic mode)."""
+    return backend.pt2e_schemes is None or scheme in backend.pt2e_schemes
+
+
 register(Mode(
     "pt2e", "PT2E: torch.export + the backend's Quantizer + prepare_pt2e / convert_pt2e",
     reaches=takes_pt2e, schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
-    unavailable_check=unavailable_reason,
+    unavailable_check=unavailable_reason, covers=covers,
 ))
