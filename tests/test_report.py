@@ -11,6 +11,7 @@ from cells import cell
 from matrix.cli import main
 from matrix.records import RunError, TornRecord, read_records
 from matrix.reporting import tables, write_report
+from matrix.reporting.html import render_html
 from matrix.reporting.markdown import cell as shown
 from matrix.reporting.markdown import render_markdown
 from matrix.reporting.tables import normalize_message
@@ -53,10 +54,12 @@ def test_documented_versus_observed_lists_only_disagreements():
 
 def test_markdown_has_every_section_and_reproduce_commands():
     text = render_markdown(ENV, RECORDS)
-    for heading in ("# qmatrix report: unit", "## Mode support", "## Per model", "## Documented versus observed",
-                    "## Failures by signature", "## Error split", "## Surprises", "## Known outcomes",
-                    "## Stale expectations", "## Legend", "## Details"):
+    for heading in ("# qmatrix report: unit", "## Mode support", "## Model support", "## Documented versus observed",
+                    "## Failures by signature", "## Surprises", "## Known outcomes",
+                    "## Stale expectations", "## Legend", "## Per cell"):
         assert heading in text
+    for per_cell in ("## Per model", "## Error split", "## Details"):
+        assert per_cell not in text, "per-cell tables belong to report.html and report.csv"
     assert "Pass rate over the 4 applicable cells: **25%**" in text
     assert "`pytest 'cases/test_matrix.py::test_cell[conv-fx-ptq_static-fbgemm]'`" in text
     assert "no kernel \\| here" in text, "a pipe in an error must not break the table"
@@ -108,9 +111,10 @@ def test_error_split_names_the_side_over_its_threshold():
     table = tables.error_split(run_of(records)).set_index("case_id")
     assert list(table.index) == ["a-fx-ptq_static-x86", "b-fx-ptq_static-x86", "c-fx-ptq_static-x86"]
     assert list(table["over"]) == ["", "backend", "recipe"]
-    text = render_markdown(ENV, records)
-    rows = [" ".join(line.split()) for line in text.splitlines()]
-    assert "| b-fx-ptq_static-x86 | 🟡 inaccurate | 20.0 | 35.0 | 40.00 | backend |" in rows
+    assert "## Error split" not in render_markdown(ENV, records), "per cell: report.html's, not report.md's"
+    page = render_html(ENV, records)
+    start = page.index('<section id="error-split"')
+    assert "b-fx-ptq_static-x86" in page[start:page.index("</section>", start)]
 
 
 def write_run(tmp_path, lines):
@@ -149,7 +153,7 @@ def test_a_torn_last_line_is_dropped_with_a_warning_and_the_rest_renders(tmp_pat
         assert len(read_records(run)) == len(RECORDS) - 1
     assert main(["report", str(run)]) == 0
     assert "qmatrix: warning: " in capsys.readouterr().err
-    assert "mlp-fx-ptq_static-fbgemm" in (run / "report.md").read_text()
+    assert "mlp-fx-ptq_static-fbgemm" in (run / "report.html").read_text()  # every cell: the page, not report.md
     for command in (["diff", str(run), str(run)], ["merge", str(run), "-o", str(tmp_path / "merged")]):
         assert main(command) == 0, command
 
@@ -215,3 +219,43 @@ def test_records_of_older_runs_keep_their_verdicts_in_todays_words(tmp_path):
         r["verdict"], "passed")} for r in RECORDS]
     run = write_run(tmp_path, [json.dumps(r) + "\n" for r in older])
     assert [r["verdict"] for r in read_records(run)] == [r["verdict"] for r in RECORDS]
+
+
+def test_conversion_paths_show_the_transplant_beside_the_stand_in():
+    """The fx mode's cells on a backend it reaches only through the transplant are rows of the
+    conversion-paths table, next to the conversion mode's stand-in and x86 transplant."""
+    records = [
+        cell("mlp", "conversion", "ptq_static", "litert", "fail", qspec=path, stage="load",
+             case_id=f"mlp-conversion-ptq_static-litert-{path}")
+        for path in ("fx_ptq_to_pt2e_transplant", "fx_ptq_to_pt2e")
+    ] + [cell("mlp", "fx", "ptq_static", "litert", "pass", quantized_ops=3, metrics={"sqnr_db": 33.1}),
+         cell("mlp", "fx", "ptq_static", "fbgemm", "pass", quantized_ops=3, metrics={"sqnr_db": 30.1})]
+    table = tables.conversion_paths(run_of(records))
+    assert list(table["path"]) == ["fx_ptq_to_pt2e", "fx_ptq_to_pt2e_transplant",
+                                   "fx_ptq_to_pt2e_transplant (the backend's BackendConfig)"]
+    assert set(table["backend"]) == {"litert"}  # fx on an engine is not a conversion
+    row = table.set_index("path").loc["fx_ptq_to_pt2e_transplant (the backend's BackendConfig)"]
+    assert shown(row["mlp"]) == "✅ 33.1"
+
+
+def test_guide_examples_are_mode_rows_and_scheme_columns_per_backend():
+    records = [cell("mlp", "eager", "ptq_static", "fbgemm", "pass"), cell("mlp", "eager", "qat", "fbgemm", "fail"),
+               cell("mlp", "pt2e", "ptq_dynamic", "inductor", "pass"),
+               cell("op_relu", "eager", "ptq_static", "fbgemm", "fail", kind="operator")]
+    table = tables.guide_examples(run_of(records)).map(shown).set_index(["backend", "mode"])
+    assert list(table.columns) == ["ptq_static", "ptq_dynamic", "qat"]
+    assert table.loc[("fbgemm", "eager"), "ptq_static"] == "🟩 1/1"  # the operator cell is not a whole model
+    assert table.loc[("fbgemm", "eager"), "ptq_dynamic"] == "·"
+    assert table.loc[("inductor", "pt2e"), "ptq_dynamic"] == "🟩 1/1"
+    assert ("inductor", "eager") not in table.index
+
+
+def test_quantization_classes_name_the_class_each_knob_chooses():
+    records = [cell("mlp", "fx", "ptq_static", "x86", "pass", qspec="obs_histogram",
+                    case_id="mlp-fx-ptq_static-x86-obs_histogram"),
+               cell("mlp", "fx", "qat", "x86", "fail", qspec="fq_learnable", case_id="mlp-fx-qat-x86-fq_learnable"),
+               cell("mlp", "fx", "ptq_static", "x86", "pass")]
+    table = tables.quantization_classes(run_of(records)).map(shown).set_index(["role", "class", "mode"])
+    assert table.loc[("activation observer", "HistogramObserver", "fx"), "x86"] == "🟩 1/1"
+    assert table.loc[("fake-quant", "_LearnableFakeQuantize", "fx"), "x86"] == "🟥 0/1 (❌1)"
+    assert len(table) == 2  # the default cell chooses no class

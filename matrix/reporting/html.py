@@ -419,6 +419,12 @@ def render_html(env: dict, records: list[dict]) -> str:
         summary_section("qspec-support", "Qspec support", "One row per qspec (a knob of a quantization config) "
                         "and mode, backend columns, over the models the knobs are crossed with; <code>default"
                         "</code> rows are the baseline.", tables.qspec_support(run)),
+        summary_section("guide-examples", "The guide's complete examples", "The guide's table of complete "
+                        "examples, filled in: per backend, eager, FX and PT2E rows, PTQ static, PTQ dynamic and QAT "
+                        "columns (default qspec, whole models).", tables.guide_examples(run)),
+        summary_section("quantization-classes", "Observer and fake-quantize classes", "The guide's class tables: "
+                        "each class a knob qspec chooses, per mode, backend columns, over that knob's cells.",
+                        tables.quantization_classes(run)),
         summary_section("conversion-paths", "Conversion paths", "A model carried between representations (FX to "
                         "PT2E, eager to FX) and the QAT model exported without convert; per model the outcome, or "
                         "the stage where the path breaks.", tables.conversion_paths(run)),

@@ -10,9 +10,9 @@ import pandas as pd
 
 from matrix.reporting import compare, tables
 from matrix.reporting.compare import RunDiff
-from matrix.reporting.values import Chip, Chips, Command, NoPath, Tally, db, reproduce, short
+from matrix.reporting.values import Chip, Chips, Command, NoPath, Tally, reproduce, short
 from matrix.runs import Run as RunFolder
-from matrix.vocabulary import NOT_APPLICABLE, STATUSES, VERDICTS
+from matrix.vocabulary import NOT_APPLICABLE, STATUSES, VERDICTS, Verdict
 
 SYMBOLS = {
     "pass": "✅",
@@ -177,6 +177,21 @@ def operator_section(run: tables.Run, records: list[dict]) -> str:
     return "\n\n".join(parts)
 
 
+# report.md is the summary a person reads: a table of cells shows this many, and says how many
+# more report.html, report.csv and the records hold (everything per cell is there).
+EXAMPLES = 5
+PER_CELL = ("Everything per cell (the per-model chips, the error split of recipe and backend, every cell's "
+            "details and the command that reruns it) is in report.html beside this file, report.csv "
+            "(`qmatrix report RUN --format csv`) and the records (`cells-*.jsonl`).")
+
+
+def examples(cells: str) -> str:
+    """The first few of a comma-separated cell list, and how many more."""
+    names = [c for c in str(cells).split(", ") if c]
+    more = len(names) - EXAMPLES
+    return ", ".join(names[:EXAMPLES]) + (f" and {more} more" if more > 0 else "")
+
+
 def failures(run: tables.Run) -> str:
     groups = tables.failure_groups(run)
     if not groups:
@@ -184,31 +199,33 @@ def failures(run: tables.Run) -> str:
     parts = [f"{sum(len(g.cells) for g in groups)} failed cells in {len(groups)} groups, largest first. "
              "A signature is the stage, the exception type and the message with numbers and addresses masked."]
     for number, group in enumerate(groups, 1):
+        shown = group.cells.head(EXAMPLES)
         cells = pd.DataFrame([{"cell": r["case_id"], "status": Chip(r["status"], word=True),
-                               "reproduce": reproduce(r["nodeid"])} for _, r in group.cells.iterrows()])
+                               "reproduce": reproduce(r["nodeid"])} for _, r in shown.iterrows()])
         gist = escape(short(group.message, 90))
-        whole = fenced(group.message) + "\n\n" if len(group.message) > 90 else ""
+        whole = fenced(short(group.message, 600)) + "\n\n" if len(group.message) > 90 else ""
+        more = len(group.cells) - len(shown)
+        rest = f"\n\n_and {more} more: report.html, report.csv_" if more else ""
         parts.append(f"### {number}. {len(group.cells)} × {escape(group.stage or '(no stage)')}: "
-                     f"{escape(group.error_type)}: {gist}\n\n{whole}" + table(cells))
+                     f"{escape(group.error_type)}: {gist}\n\n{whole}" + table(cells) + rest)
     return "\n\n".join(parts)
 
 
-def error_split(run: tables.Run) -> str:
-    split = tables.error_split(run)
-    if not len(split):
+def departures(run: tables.Run) -> str:
+    """The departures not known to an entry (new, or from a stand-in) in full; the known ones counted."""
+    found = tables.departures(run)
+    if not len(found):
         return "_none_"
-    rows = pd.DataFrame({
-        "cell": split["case_id"], "status": [Chip(s, word=True) for s in split["status"]],
-        "deployed dB": [db(v) for v in split["sqnr_db"]],
-        "recipe dB (sim)": [db(v) for v in split["sqnr_sim_db"]],
-        "backend error (LSB vs sim)": [f"{v:.2f}" if pd.notna(v) else "" for v in split["lsb_err_vs_sim"]],
-        "over threshold": split["over"],
-    })
-    return ("For each quantized cell: `recipe dB` is the SQNR of the mode's own fake-quant simulation against "
-            "float (what the quantization recipe costs); `backend error` is the deployed output's largest "
-            "distance from that simulation in output quantization steps (what the backend's kernels add). "
-            "`over threshold` names the side over the limit the cell was judged by (kept in its record, from "
-            "matrix/thresholds.toml at the time of the run).\n\n" + table(rows, numparse=False))
+    known = found["verdict"] == tables.VERDICT_TEXT[Verdict.KNOWN.value]
+    note = f"{int(known.sum())} known departures (each with its entry) are in report.html.\n\n" if known.any() else ""
+    return note + table(found[~known])
+
+
+def known_outcomes(run: tables.Run) -> str:
+    found = tables.known_outcomes(run)
+    if len(found):
+        found["cells"] = found["cells"].map(examples)
+    return table(found)
 
 
 def merge_notes(env: dict) -> str:
@@ -233,9 +250,6 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         "links to the per-model table.\n\n" + table(support),
         "## Model support\n\nWhole-model rows (kind `zoo`: real architectures built from transformers' code), "
         "backend columns, over every mode and scheme.\n\n" + table(tables.model_support(run)),
-        "## Per model\n\nA chip per cell: its SQNR in dB against float, then (for a timed cell) its speed and "
-        "size against the float model deployed on the same backend.\n\n"
-        + table(tables.per_model(run).drop(columns="kind")),
         "## Does it pay\n\n" + tables.PAYS_TEXT + "\n\n"
         + table(tables.pays_off(run).drop(columns="speedup", errors="ignore"))
         + "\n\nMedian speedup over float of the passing model cells, by backend and scheme:\n\n"
@@ -243,6 +257,11 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         "## Qspec support\n\nOne row per qspec (knob of a quantization config) and mode, backend columns, over "
         "the models the knobs are crossed with; `default` rows are the baseline.\n\n"
         + table(tables.qspec_support(run)),
+        "## The guide's complete examples\n\nThe guide's table of complete examples, filled in: per backend, "
+        "eager, FX and PT2E rows, PTQ static, PTQ dynamic and QAT columns (default qspec, whole models).\n\n"
+        + table(tables.guide_examples(run)),
+        "## Observer and fake-quantize classes\n\nThe guide's class tables: each class a knob qspec chooses, "
+        "per mode, backend columns, over that knob's cells.\n\n" + table(tables.quantization_classes(run)),
         "## Conversion paths\n\nA model carried between representations (FX to PT2E, eager to FX) and the QAT "
         "model exported without convert (batch-norm folded or not); per model the outcome, or the stage where "
         "the path breaks.\n\n" + table(tables.conversion_paths(run)),
@@ -250,20 +269,19 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         "## Documented versus observed\n\nCells where the backend's own documentation claims one outcome "
         "and the run found another.\n\n" + table(tables.documented_vs_observed(run)),
         "## Failures by signature\n\n" + failures(run),
-        "## Error split: recipe versus backend\n\n" + error_split(run),
         "## Fidelity to the simulation\n\nQuantized cells whose output is more than `max_lsb_err_vs_sim` "
         "quantization steps from the mode's own simulation, whatever their accuracy against float: the kernels "
         "do not compute what the recipe simulates. A departure from a stand-in simulation (another tool's "
         "recipe re-implemented in PyTorch) is unconfirmed until the stand-in is checked.\n\n"
-        + table(tables.departures(run)),
+        + departures(run),
         "## Surprises\n\nCells worse than expected (pytest failed) or better (xpass).\n\n"
         + table(tables.surprises(run)),
         "## Known outcomes\n\nAccepted non-pass outcomes, each with its reason and source.\n\n"
-        + table(tables.known_outcomes(run)),
+        + known_outcomes(run),
         "## Stale expectations\n\n" + ("\n".join(f"- {escape(s['entry'])} (expects {escape(s['status'])}) "
                                                  "matches no cell" for s in stale) or "_none_"),
         "## Legend\n\n" + legend() + "\n\n" + RATE_LEGEND,
-        "## Details\n\n" + table(tables.details(run)),
+        "## Per cell\n\n" + PER_CELL,
     ]
     if env.get("merged_from"):
         parts.insert(2, "## Merged from\n\n" + merge_notes(env))

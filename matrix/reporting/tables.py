@@ -266,16 +266,74 @@ def qspec_support(run: Run) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
+# The guide's "complete examples" layout: its model modes, and its three columns.
+GUIDE_MODES = ("eager", "fx", "pt2e")
+GUIDE_SCHEMES = ("ptq_static", "ptq_dynamic", "qat")
+
+
+def guide_examples(run: Run) -> pd.DataFrame:
+    """The guide's "Quantization complete examples" table, one per backend: backend and mode rows
+    (eager, FX, PT2E), a column per scheme (PTQ static, PTQ dynamic, QAT); the default qspec
+    over the reference and zoo models, rated tallies."""
+    df = run.df[run.df["mode"].isin(GUIDE_MODES) & (run.df["qspec"] == DEFAULT_QSPEC)
+                & run.df["kind"].isin(WHOLE_MODELS)]
+    rows = []
+    for backend in run.axis("backend", df["backend"]):
+        for mode in run.axis("mode", df["mode"]):
+            cells = df[(df["backend"] == backend) & (df["mode"] == mode)]
+            if not len(cells):
+                continue
+            row = {"backend": backend, "mode": mode}
+            for scheme in GUIDE_SCHEMES:
+                picked = cells[cells["scheme"] == scheme]
+                row[scheme] = Tally.of(picked["status"], rated=True) if len(picked) else NO_PATH
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["backend", "mode", *GUIDE_SCHEMES])
+
+
+def quantization_classes(run: Run) -> pd.DataFrame:
+    """The guide's observer and fake-quantize class tables: a row per class a knob qspec chooses
+    (its role: activation observer, weight observer, fake-quant) and mode, backend columns,
+    rated tallies over that knob's cells."""
+    from matrix.qspecs import CLASS_KNOBS, QSPECS
+
+    roles = {"activation_observer": "activation observer", "weight_observer": "weight observer",
+             "fake_quant": "fake-quant"}
+    chosen = {}
+    for name, qspec in QSPECS.items():
+        for knob, classes in CLASS_KNOBS.items():
+            if knob in qspec.knobs:
+                chosen[name] = (roles[knob], classes[qspec.knobs[knob]])
+    df = run.df[run.df["qspec"].isin(chosen)].copy()
+    if not len(df):
+        return pd.DataFrame()
+    df["role"] = df["qspec"].map(lambda q: chosen[q][0])
+    df["class"] = df["qspec"].map(lambda q: chosen[q][1])
+    order = {name: i for i, name in enumerate(chosen)}
+    df = df.sort_values("qspec", key=lambda c: c.map(order), kind="stable")
+    return _by_backend(run, df, ["role", "class", "mode"], lambda cells: Tally.of(cells["status"], rated=True))
+
+
 def conversion_paths(run: Run) -> pd.DataFrame:
     """One row per conversion path (and the QAT deploy variants), scheme and backend; a column per
     reference model (operators left out) with the cell's status and SQNR, or the stage where the path broke."""
+    from matrix.backends import BACKENDS
     from matrix.qspecs import CONVERSION_PATH, EXPORT_ROUTE, QSPECS
 
     df = run.df
     paths = [q.name for q in QSPECS.values() if q.kind in (CONVERSION_PATH, EXPORT_ROUTE)]
-    picked = df[((df["mode"] == "conversion") | df["qspec"].isin(paths)) & df["kind"].isin(WHOLE_MODELS)]
+    # The fx mode on a backend without a quantized engine goes through the transplant too, with
+    # the backend's own FX BackendConfig: its row sits beside the conversion mode's.
+    transplanted = [name for name, b in BACKENDS.items() if b.fx_target is not None and b.engine is None]
+    picked = df[((df["mode"] == "conversion") | df["qspec"].isin(paths)
+                 | ((df["mode"] == "fx") & df["backend"].isin(transplanted)))
+                & df["kind"].isin(WHOLE_MODELS)].copy()
     if not len(picked):
         return pd.DataFrame()
+    fx_rows = picked["mode"] == "fx"
+    picked.loc[fx_rows, "qspec"] = picked.loc[fx_rows, "scheme"].map(
+        lambda scheme: f"fx_{'qat' if scheme == 'qat' else 'ptq'}_to_pt2e_transplant (the backend's BackendConfig)")
+    picked = picked.sort_values(["qspec"], kind="stable")
     models = ordered(picked["model"])
     rows = []
     for (qspec, scheme, backend), group in picked.groupby(["qspec", "scheme", "backend"], sort=False):
