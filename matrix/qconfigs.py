@@ -161,11 +161,10 @@ def pt2e_config(base: Any, knobs: dict[str, str], qat: bool) -> Any:
         chosen = knobs.get("fake_quant", "fused")
         if chosen == "learnable":
             raise Inexpressible("torchao's PT2E has no learnable (LSQ) fake-quant")
-        fake_quant = {"fake_quantize": fq.FakeQuantize, "fused": fq.FusedMovingAvgObsFakeQuantize}[chosen]
-    act_observers = {"minmax": ob.MinMaxObserver, "moving_average": ob.MovingAverageMinMaxObserver,
-                     "histogram": ob.HistogramObserver}
-    act_observer = act_observers.get(knobs.get("activation_observer", ""),
-                                     ob.MovingAverageMinMaxObserver if qat else ob.HistogramObserver)
+        fake_quant = getattr(fq, CLASS_KNOBS["fake_quant"][chosen])
+    chosen_observer = knobs.get("activation_observer")
+    act_observer = (getattr(ob, CLASS_KNOBS["activation_observer"][chosen_observer]) if chosen_observer
+                    else ob.MovingAverageMinMaxObserver if qat else ob.HistogramObserver)
 
     def activation(spec: Any) -> Any:
         if spec is None or spec.is_dynamic:

@@ -95,14 +95,12 @@ def train(
     ctx: CellContext,
     to_train: Callable[[nn.Module], object] = lambda m: m.train(),
     to_eval: Callable[[nn.Module], object] = lambda m: m.eval(),
-) -> list[float]:
-    """A few real QAT steps: distil the float model's outputs on the calibration batches; the
-    loss of each step.
+) -> None:
+    """A few real QAT steps: distil the float model's outputs on the calibration batches.
 
     A model without weights (a ReLU alone, say) has nothing to optimize: its
     training steps are forward passes in training mode, where the fake-quants observe.
     """
-    losses = []
     with ctx.clock.stage(Stage.TRAIN):
         with torch.no_grad():
             targets = [ctx.float_model(*batch) for batch in ctx.data.calibration]
@@ -112,14 +110,11 @@ def train(
         for step in range(QAT_STEPS):
             index = step % len(targets)
             output = model(*ctx.data.calibration[index])
-            loss = nn.functional.mse_loss(output, targets[index])
-            losses.append(round(loss.item(), 8))
             if optimizer is not None:
                 optimizer.zero_grad()
-                loss.backward()
+                nn.functional.mse_loss(output, targets[index]).backward()
                 optimizer.step()
         to_eval(model)
-    return losses
 
 
 # One line per module that registers entries; their order is the order of the axis.

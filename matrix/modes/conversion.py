@@ -36,10 +36,10 @@ import torch.ao.quantization as tq
 from torch.ao.quantization import quantize_fx
 
 from matrix.contract import Quantized
-from matrix.modes import Mode, calibrate, register, takes_engine_models, takes_pt2e, train, transplant
+from matrix.modes import Mode, calibrate, register, takes_engine_models, takes_pt2e, transplant
 from matrix.modes import pt2e as pt2e_mode
 from matrix.modes.eager import _assign_qconfig, _capture, qconfig_for
-from matrix.modes.fx import BACKEND_CONFIGS, qconfig_mapping
+from matrix.modes.fx import BACKEND_CONFIGS, observed, qconfig_mapping
 from matrix.modes.simulation import static_simulation
 from matrix.qspecs import CONVERSION_PATHS
 from matrix.vocabulary import Stage
@@ -65,21 +65,21 @@ class ObserverLeaves(torch.fx.Tracer):
 
 def _fx_reference(ctx: CellContext) -> tuple[torch.nn.Module, torch.fx.GraphModule]:
     """(the FX-prepared model after calibration or training, its reference Q/DQ model)."""
-    training = ctx.scheme.trains
-    with ctx.clock.stage(Stage.CAPTURE):
-        model = copy.deepcopy(ctx.float_model).train(training)
     backend_config = BACKEND_CONFIGS[FX_ENGINE]()
-    with ctx.clock.stage(Stage.PREPARE):
-        prepare = quantize_fx.prepare_qat_fx if training else quantize_fx.prepare_fx
-        model = prepare(model, qconfig_mapping(ctx.scheme.name, FX_ENGINE), ctx.data.calibration[0],
-                        backend_config=backend_config)
-    if training:
-        train(model, ctx)
-    else:
-        calibrate(model, ctx)
+    model = observed(ctx, backend_config, qconfig_mapping(ctx.scheme.name, FX_ENGINE))
     with ctx.clock.stage(Stage.CONVERT):
         reference = quantize_fx._convert_to_reference_decomposed_fx(model, backend_config=backend_config)
     return model, reference
+
+
+def _calibrated_eager(ctx: CellContext) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(the eager model prepared with the engine's qconfig and calibrated, its simulation)."""
+    model = _capture(ctx, training=False)
+    with ctx.clock.stage(Stage.PREPARE):
+        _assign_qconfig(model, qconfig_for(ctx, qat=False), tq.float_qparams_weight_only_qconfig)
+        tq.prepare(model, inplace=True)
+    calibrate(model, ctx)
+    return model, static_simulation(model)
 
 
 def _eager_observer(eager: torch.nn.Module, node: torch.fx.Node) -> torch.nn.Module | None:
@@ -106,9 +106,9 @@ def _carry_statistics(eager: torch.nn.Module, prepared: torch.fx.GraphModule) ->
     loaded: set[int] = set()
     empty = []
     for node in prepared.graph.nodes:
-        if node.op != "call_module" or not isinstance(prepared.get_submodule(node.target), tq.ObserverBase):
+        target = prepared.get_submodule(node.target) if node.op == "call_module" else None
+        if not isinstance(target, tq.ObserverBase):
             continue
-        target = prepared.get_submodule(node.target)
         source = _eager_observer(eager, node.args[0])
         if source is not None and type(source) is type(target):
             target.load_state_dict(source.state_dict())
@@ -119,16 +119,10 @@ def _carry_statistics(eager: torch.nn.Module, prepared: torch.fx.GraphModule) ->
 
 
 def _eager_statistics_to_fx(ctx: CellContext) -> Quantized:
-    qconfig = qconfig_for(ctx, qat=False)
-    eager = _capture(ctx, training=False)
-    with ctx.clock.stage(Stage.PREPARE):
-        _assign_qconfig(eager, qconfig, tq.float_qparams_weight_only_qconfig)
-        tq.prepare(eager, inplace=True)
-    calibrate(eager, ctx)
-    simulation = static_simulation(eager)
+    eager, simulation = _calibrated_eager(ctx)
     backend_config = BACKEND_CONFIGS[ctx.backend.engine]()
     with ctx.clock.stage(Stage.PREPARE):
-        mapping = tq.QConfigMapping().set_global(qconfig)
+        mapping = tq.QConfigMapping().set_global(eager.qconfig)
         for embedding in (torch.nn.Embedding, torch.nn.EmbeddingBag):
             mapping.set_object_type(embedding, tq.float_qparams_weight_only_qconfig)
         prepared = quantize_fx.prepare_fx(copy.deepcopy(ctx.float_model).eval(), mapping, ctx.data.calibration[0],
@@ -149,8 +143,9 @@ def quantize(ctx: CellContext) -> Quantized:
     if path == "fx_float_to_pt2e":
         return pt2e_mode.quantize(ctx, capture=lambda model: torch.fx.symbolic_trace(model))
     if path in ("fx_ptq_to_pt2e_transplant", "fx_qat_to_pt2e_transplant"):
-        return transplant.quantize(ctx, BACKEND_CONFIGS[FX_ENGINE](), qconfig_mapping(ctx.scheme.name, FX_ENGINE),
-                                   f"FX prepared with the {FX_ENGINE} BackendConfig, carried by the transplant")
+        prepared = observed(ctx, BACKEND_CONFIGS[FX_ENGINE](), qconfig_mapping(ctx.scheme.name, FX_ENGINE))
+        return transplant.carry(ctx, prepared, f"FX prepared with the {FX_ENGINE} BackendConfig, carried by the "
+                                "transplant")
     if path in ("fx_ptq_to_pt2e", "fx_qat_to_pt2e"):
         _, reference = _fx_reference(ctx)
         with ctx.clock.stage(Stage.CONVERT):
@@ -160,12 +155,7 @@ def quantize(ctx: CellContext) -> Quantized:
     if path == "eager_statistics_to_fx":
         return _eager_statistics_to_fx(ctx)
     # eager_observed_to_fx
-    model = _capture(ctx, training=False)
-    with ctx.clock.stage(Stage.PREPARE):
-        _assign_qconfig(model, qconfig_for(ctx, qat=False), tq.float_qparams_weight_only_qconfig)
-        tq.prepare(model, inplace=True)
-    calibrate(model, ctx)
-    simulation = static_simulation(model)
+    model, simulation = _calibrated_eager(ctx)
     with ctx.clock.stage(Stage.CAPTURE):
         traced = torch.fx.GraphModule(model, ObserverLeaves().trace(model))
     with ctx.clock.stage(Stage.CONVERT):

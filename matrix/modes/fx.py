@@ -47,25 +47,33 @@ def qconfig_mapping(scheme: str, engine: str, knobs: dict[str, str] | None = Non
     return mapping
 
 
-def quantize(ctx: CellContext) -> Quantized:
-    engine, scheme = ctx.backend.engine, ctx.scheme.name
-    if engine is None:
-        target = FX_TARGETS[ctx.backend.fx_target]
-        return transplant.quantize(ctx, target.backend_config(), target.qconfig_mapping(scheme),
-                                   f"FX prepared with the {target.name} BackendConfig, carried by the transplant")
-    training = scheme == "qat"
+def observed(ctx: CellContext, backend_config: bc.BackendConfig, mapping: tq.QConfigMapping) -> torch.fx.GraphModule:
+    """The float model traced (the capture stage), prepared by FX with ``backend_config`` and
+    ``mapping``, then trained (QAT) or calibrated (static)."""
+    training = ctx.scheme.trains
     with ctx.clock.stage(Stage.CAPTURE):
         model = copy.deepcopy(ctx.float_model).train(training)
         torch.fx.symbolic_trace(model)
-    backend_config = BACKEND_CONFIGS[engine]()
     with ctx.clock.stage(Stage.PREPARE):
         prepare = quantize_fx.prepare_qat_fx if training else quantize_fx.prepare_fx
-        model = prepare(model, qconfig_mapping(scheme, engine, ctx.qspec.knobs), ctx.data.calibration[0],
-                        backend_config=backend_config)
+        model = prepare(model, mapping, ctx.data.calibration[0], backend_config=backend_config)
     if training:
         train(model, ctx)
     elif ctx.scheme.calibrates:
         calibrate(model, ctx)
+    return model
+
+
+def quantize(ctx: CellContext) -> Quantized:
+    engine, scheme = ctx.backend.engine, ctx.scheme.name
+    if engine is None:
+        target = FX_TARGETS[ctx.backend.fx_target]
+        prepared = observed(ctx, target.backend_config(), target.qconfig_mapping(scheme))
+        return transplant.carry(ctx, prepared, f"FX prepared with the {target.name} BackendConfig, carried by "
+                                "the transplant")
+    training = ctx.scheme.trains
+    backend_config = BACKEND_CONFIGS[engine]()
+    model = observed(ctx, backend_config, qconfig_mapping(scheme, engine, ctx.qspec.knobs))
     with ctx.clock.stage(Stage.CONVERT):
         if training:
             simulation, kind = qat_simulation(model), "the trained QAT model, fake-quants frozen"

@@ -31,16 +31,13 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.ao.quantization as tq
-from torch.ao.quantization import quantize_fx
 
 from matrix.contract import Quantized
-from matrix.modes import calibrate, train
+from matrix.modes import QAT_STEPS, train
 from matrix.modes import pt2e as pt2e_mode
 from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
-    from torch.ao.quantization.backend_config import BackendConfig
-
     from matrix.contract import CellContext
 
 # The float modules whose weights convert_fx quantizes with a weight observer of the module's qconfig.
@@ -110,36 +107,34 @@ def _weight_observers(prepared: torch.fx.GraphModule) -> dict[str, torch.nn.Modu
     return found
 
 
-class _Adapter:
-    """Builds the adapter class lazily: torchao's ObserverBase, calling an FX module."""
+@functools.cache
+def _adapter() -> type:
+    """torchao's ObserverBase around an FX module: the class torchao's convert_pt2e converts
+    (imported on first use)."""
+    from torchao.quantization.pt2e import ObserverBase
 
-    @staticmethod
-    @functools.cache
-    def cls() -> type:
-        from torchao.quantization.pt2e import ObserverBase
+    class FXQuantization(ObserverBase):
+        """An FX observer or fake-quant, in the class torchao's convert_pt2e converts."""
 
-        class FXQuantization(ObserverBase):
-            """An FX observer or fake-quant, in the class torchao's convert_pt2e converts."""
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__(dtype=module.dtype, is_dynamic=False)
+            self.module = module
+            for name in ("qscheme", "quant_min", "quant_max", "ch_axis"):
+                if hasattr(module, name):
+                    setattr(self, name, getattr(module, name))
 
-            def __init__(self, module: torch.nn.Module) -> None:
-                super().__init__(dtype=module.dtype, is_dynamic=False)
-                self.module = module
-                for name in ("qscheme", "quant_min", "quant_max", "ch_axis"):
-                    if hasattr(module, name):
-                        setattr(self, name, getattr(module, name))
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.module(x)
 
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.module(x)
+        def calculate_qparams(self):
+            return self.module.calculate_qparams()
 
-            def calculate_qparams(self):
-                return self.module.calculate_qparams()
-
-        return FXQuantization
+    return FXQuantization
 
 
 def _in_graph(module: torch.nn.Module) -> torch.nn.Module:
     if pt2e_mode.api().source.startswith("torchao"):
-        return _Adapter.cls()(module)
+        return _adapter()(module)
     return module
 
 
@@ -189,9 +184,9 @@ def _train_on(graph_module: torch.fx.GraphModule, ctx: CellContext, pt2e) -> dic
                              for batch in ctx.data.calibration) / len(ctx.data.calibration), 8)
 
     before, weights = loss(), [p.detach().clone() for p in graph_module.parameters()]
-    steps = train(graph_module, ctx, to_train=pt2e.to_train, to_eval=pt2e.to_eval)
+    train(graph_module, ctx, to_train=pt2e.to_train, to_eval=pt2e.to_eval)
     moved = any(not torch.equal(a, b.detach()) for a, b in zip(weights, graph_module.parameters(), strict=True))
-    return {"steps": len(steps), "weights_moved": moved, "loss_before": before, "loss_after": loss()}
+    return {"steps": QAT_STEPS, "weights_moved": moved, "loss_before": before, "loss_after": loss()}
 
 
 def hand_off_static(ctx: CellContext) -> None:
@@ -203,24 +198,13 @@ def hand_off_static(ctx: CellContext) -> None:
         ctx.handoff.update(ctx.backend.pt2e_handoff(ctx.backend.pt2e_quantizer(ctx.scheme.name, ctx.qspec)))
 
 
-def quantize(ctx: CellContext, backend_config: BackendConfig, mapping: tq.QConfigMapping, how: str) -> Quantized:
-    """FX prepare (``backend_config``, ``mapping``), calibration or training, the transplant,
-    more training in PT2E for QAT, convert_pt2e: the model a PT2E backend deploys."""
+def carry(ctx: CellContext, prepared: torch.fx.GraphModule, how: str) -> Quantized:
+    """An FX-observed model (calibrated or trained) carried to PT2E by the transplant, trained on
+    in PT2E for QAT, and converted by convert_pt2e: the model a PT2E backend deploys."""
     pt2e = pt2e_mode.api()
     training = ctx.scheme.trains
-    example = ctx.data.calibration[0]
     with ctx.clock.stage(Stage.CAPTURE):
-        model = copy.deepcopy(ctx.float_model).train(training)
-        torch.fx.symbolic_trace(model)
-    with ctx.clock.stage(Stage.PREPARE):
-        prepare = quantize_fx.prepare_qat_fx if training else quantize_fx.prepare_fx
-        prepared = prepare(model, mapping, example, backend_config=backend_config)
-    if training:
-        train(prepared, ctx)
-    else:
-        calibrate(prepared, ctx)
-    with ctx.clock.stage(Stage.CAPTURE):
-        graph_module, placed = transplant(prepared, example, training)
+        graph_module, placed = transplant(prepared, ctx.data.calibration[0], training)
     notes: dict = {"transplanted_modules": placed}
     if training:
         notes["pt2e_training"] = _train_on(graph_module, ctx, pt2e)

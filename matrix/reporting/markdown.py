@@ -146,9 +146,9 @@ def _verdict_order(item: tuple[str, int]) -> tuple[int, str]:
 def legend() -> str:
     rows = [{"symbol": SYMBOLS[s], "status": s, "meaning": tables.MEANINGS[s]} for s in STATUSES]
     return (table(pd.DataFrame(rows)) + "\n\nIn the support tables `p/n` counts passing cells over applicable ones "
-            "(unavailable and error excluded); `·` marks a combination with no code path. In the per-model "
-            "table a number is the SQNR in dB of the deployed output against the float model (∞: identical "
-            "outputs); a stage name "
+            "(unavailable and error excluded); `·` marks a combination with no code path. In the "
+            "conversion-paths table (and report.html's per-model one) a number is the SQNR in dB of the "
+            "deployed output against the float model (∞: identical outputs); a stage name "
             "is where the cell failed. `sim dB` is the SQNR of the mode's own fake-quant simulation "
             "(what the recipe costs); `lsb vs sim` is the deployed output's largest distance from that "
             "simulation in output quantization steps (what the backend adds).")
@@ -241,13 +241,13 @@ def render_markdown(env: dict, records: list[dict]) -> str:
     stale = env.get("stale_expectations") or []
     support = tables.mode_support(run)
     for backend in support.columns[2:]:
-        support[backend] = [Tally(v.statuses, v.rated, "#per-model") if isinstance(v, Tally) else v
+        support[backend] = [Tally(v.statuses, v.rated, "report.html#per-model") if isinstance(v, Tally) else v
                             for v in support[backend]]
     parts = [
         f"# qmatrix report: {escape(str(title))}",
         environment_section(env, run),
         "## Mode support\n\nMode and scheme rows, backend columns, over every model of the run; a count "
-        "links to the per-model table.\n\n" + table(support),
+        "links to the per-model table of report.html.\n\n" + table(support),
         "## Model support\n\nWhole-model rows (kind `zoo`: real architectures built from transformers' code), "
         "backend columns, over every mode and scheme.\n\n" + table(tables.model_support(run)),
         "## Does it pay\n\n" + tables.PAYS_TEXT + "\n\n"
