@@ -375,3 +375,38 @@ def test_several_causes_of_the_models_code_and_the_record_shows_which_struck(tmp
     assert verdict(traced, expected.explaining(traced)).verdict == "known"
     assert verdict(other, expected.explaining(other)).verdict == "worse", "no cause names this error"
     assert verdict(ran("pass"), expected.explaining(ran("pass"))).verdict == "as_expected"
+
+
+def test_a_better_outcome_short_of_a_pass_is_not_explained_by_an_at_worst_cause(tmp_path):
+    """An at-worst cause that did not strike leaves a pass expected: a cell that traced but came out
+    inaccurate or float has another cause, and is worse than expected, naming the one that did not strike."""
+    path = tmp_path / "expectations.toml"
+    path.write_text(CODE_CAUSES)
+    expected = Expectations(Expectations.load(path).entries, path).lookup("m-fx-ptq_static-x86", False)
+    assert expected.reason == "control flow"
+    for status in ("inaccurate", "not_quantized"):
+        judged = verdict(ran(status, "sqnr_db"), expected.explaining(ran(status, "sqnr_db")))
+        assert judged.verdict == "worse" and "did not strike: control flow" in judged.message
+
+
+def _departed(simulated_db: float) -> dict:
+    return {**ran("inaccurate", "sqnr_db", "lsb_err_vs_sim"), "limits": {"min_sqnr_db": 15.0},
+            "metrics": {"sqnr_db": 12.0, "sqnr_sim_db": simulated_db}}
+
+
+def test_an_inaccurate_cell_is_explained_by_a_known_departure_only_when_its_simulation_is_accurate(tmp_path):
+    """The kernels' known departure from a simulation within the limits is why the cell is inaccurate
+    (kernel saturation, say); with a simulation over the limit too, the quantization itself is, and
+    the departure explains nothing of it."""
+    path = tmp_path / "expectations.toml"
+    path.write_text(CPU_ENTRY)
+    known = Expectations(Expectations.load(path).entries, path, cpu=frozenset({"avx2"})).lookup("m-inductor", False)
+    caused = verdict(_departed(35.0), known)
+    assert caused.verdict == "known" and "departure from the simulation" in caused.message
+    assert verdict(_departed(14.0), known).verdict == "worse"
+    nothing = Expectations([], path).lookup("m-inductor", False)
+    assert verdict(_departed(35.0), nothing).verdict == "worse", "a departure nobody explained explains nothing"
+    path.write_text(CODE_CAUSES + CPU_ENTRY.replace('["*-inductor"]', '["*-ptq_static-x86"]'))
+    both = Expectations(Expectations.load(path).entries, path, cpu=frozenset({"avx2"})).lookup("m-fx-ptq_static-x86",
+                                                                                                 False)
+    assert verdict(_departed(35.0), both.explaining(_departed(35.0))).verdict == "known", "the trace did not stop"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -31,7 +32,47 @@ def _xnnpack_config(qat: bool):
     return get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
 
 
-QUANTIZER_CONFIGS = {"ai_edge_torch": _litert_config, "xnnpack": _xnnpack_config}
+class Ops(nn.Module):
+    """The ops NNCF's CPU setup quantizes the inputs of, and that the openvino target has patterns for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool(torch.relu(self.conv(x))).flatten(1)
+        y = self.fc(torch.cat([y, y * 2.0], dim=1)[:, :16])
+        return torch.matmul(y.unsqueeze(2), y.unsqueeze(1)) + y.unsqueeze(2)
+
+
+def _openvino_annotations() -> dict:
+    """OpenVINOQuantizer's annotation of :class:`Ops`: op target -> the specs of its quantized inputs."""
+    pytest.importorskip("executorch")
+    pytest.importorskip("nncf")
+    from executorch.backends.openvino.quantizer.quantizer import OpenVINOQuantizer
+
+    graph_module = torch.export.export(Ops().eval(), (torch.randn(2, 3, 6, 6),)).module()
+    OpenVINOQuantizer().annotate(graph_module)
+    found: dict = {}
+    for node in graph_module.graph.nodes:
+        annotation = node.meta.get("quantization_annotation")
+        if annotation is not None and annotation.input_qspec_map:
+            found.setdefault(node.target, []).extend(annotation.input_qspec_map.values())
+    return found
+
+
+def _openvino_config(qat: bool) -> SimpleNamespace:
+    """OpenVINOQuantizer's specs as a QuantizationConfig: its activation and weight specs from its
+    annotation of a conv (it annotates the same specs for PTQ and QAT)."""
+    specs = _openvino_annotations()[torch.ops.aten.conv2d.default]
+    weight = next(s for s in specs if s.qscheme == torch.per_channel_symmetric)
+    activation = next(s for s in specs if s is not weight)
+    return SimpleNamespace(input_activation=activation, output_activation=activation, weight=weight, bias=None)
+
+
+QUANTIZER_CONFIGS = {"ai_edge_torch": _litert_config, "xnnpack": _xnnpack_config, "openvino": _openvino_config}
 
 
 def _spec_of(observer: torch.nn.Module) -> tuple:
@@ -80,7 +121,18 @@ ANNOTATORS = {
 }
 
 
+# OpenVINOQuantizer's annotated ops and a pattern of each in the BackendConfig.
+OPENVINO_OPS = {
+    torch.ops.aten.conv2d.default: nn.Conv2d, torch.ops.aten.linear.default: nn.Linear,
+    torch.ops.aten.adaptive_avg_pool2d.default: nn.AdaptiveAvgPool2d, torch.ops.aten.cat.default: torch.cat,
+    torch.ops.aten.mul.Tensor: torch.mul, torch.ops.aten.matmul.default: torch.matmul,
+    torch.ops.aten.add.Tensor: torch.add,
+}
+
+
 def _quantizer_ops(target: str) -> set[str]:
+    if target == "openvino":
+        return {str(op) for op in _openvino_annotations()}
     if target == "ai_edge_torch":
         pytest.importorskip("litert_torch")
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
@@ -96,7 +148,9 @@ def _quantizer_ops(target: str) -> set[str]:
 def test_every_static_op_of_the_quantizer_has_a_pattern(target: str) -> None:
     patterns = {c.pattern for c in FX_TARGETS[target].backend_config().configs}
     ops = {op for op in _quantizer_ops(target) if not op.startswith("conv_transpose_")}
-    missing = {op for op in ops if ANNOTATORS[op] not in patterns}
+    annotators = {str(op): pattern for op, pattern in OPENVINO_OPS.items()} if target == "openvino" else ANNOTATORS
+    assert ops
+    missing = {op for op in ops if op not in annotators or annotators[op] not in patterns}
     assert not missing
 
 
@@ -183,7 +237,7 @@ def test_shared_qparams_ops_follow_the_guide() -> None:
 
 
 def test_fx_reaches_pt2e_backends_through_the_transplant_only_where_it_carries() -> None:
-    """fx on litert and XNNPACK: static and QAT, reference and zoo models; no operator, no dynamic cell."""
+    """fx on litert, XNNPACK and OpenVINO: static and QAT, reference and zoo models; no operator, no dynamic cell."""
     from matrix.backends import BACKENDS
     from matrix.cases import expand
     from matrix.modes import MODES
@@ -191,12 +245,11 @@ def test_fx_reaches_pt2e_backends_through_the_transplant_only_where_it_carries()
     from models import MODELS
 
     cells = [c for c in expand(MODELS, {"fx": MODES["fx"]}, SCHEMES, BACKENDS)
-             if c.backend in ("litert", "executorch_xnnpack")]
+             if c.backend in ("litert", "executorch_xnnpack", "openvino")]
     assert {c.scheme for c in cells} == {"ptq_static", "qat"}
     assert {c.kind for c in cells} == {"model", "zoo"}
-    assert {c.backend for c in cells} == {"litert", "executorch_xnnpack"}
-    assert not [c for c in expand(MODELS, {"fx": MODES["fx"]}, SCHEMES, BACKENDS)
-                if c.backend in ("inductor", "openvino")]
+    assert {c.backend for c in cells} == {"litert", "executorch_xnnpack", "openvino"}
+    assert not [c for c in expand(MODELS, {"fx": MODES["fx"]}, SCHEMES, BACKENDS) if c.backend == "inductor"]
 
 
 def test_eager_statistics_carry_into_fx_observers() -> None:

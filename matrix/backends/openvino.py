@@ -53,5 +53,5 @@ register(Backend(
     "quantized by NNCF (on the OpenVINO model, or as PT2E's OpenVINOQuantizer) and run by the OpenVINO CPU "
     "plugin (f32 float precision, snippets off)",
     deploy=deploy, packages=PACKAGES, extra="openvino", tools=("OpenVINO", "oneDNN", "NNCF", "OpenVINOQuantizer"),
-    pt2e_quantizer=pt2e_quantizer, pt2e_schemes=("ptq_static", "qat"), pt2e_fold_quantize=False,
+    pt2e_quantizer=pt2e_quantizer, pt2e_schemes=("ptq_static", "qat"), pt2e_fold_quantize=False, fx_target="openvino",
 ))

@@ -16,6 +16,14 @@ FX -> PT2E transplant (:mod:`matrix.modes.transplant`).
 - ``xnnpack``: ExecuTorch's XNNPACKQuantizer (its ``get_symmetric_quantization_config``):
   the same dtypes and ranges; its SUPPORTED_PATTERNS (linear(+relu), conv and
   conv_transpose (+relu, +bn in QAT), adaptive_avg_pool2d, add(+relu), mul(+relu), cat).
+- ``openvino``: NNCF's OpenVINOQuantizer in its default mode (INT8_SYM), as it annotates:
+  activations uint8 on [0, 255] per tensor, symmetric (zero point 128), HistogramObserver;
+  weights int8 on [-128, 127] per output channel, symmetric; eps 1e-16. NNCF quantizes the
+  inputs of the ops its CPU setup lists (convolution, matmul, add, multiply, concat, average
+  pooling, ...): here linear, conv, matmul and bmm, add, mul, cat, adaptive average pooling.
+  Two things a BackendConfig cannot say are left out: NNCF forces a signed int8 activation
+  where its propagation asks for one (a per-graph choice; none did on the reference models),
+  and it quantizes a depthwise convolution's input per channel.
 
 Dynamic quantization is left out: the transplant carries static and QAT models.
 """
@@ -37,11 +45,43 @@ from torch.ao.quantization.backend_config import (
 )
 from torch.ao.quantization.backend_config import _common_operator_config_utils as common
 
-# The quantizers' int8 ranges: activations on the full range, weights restricted.
-ACTIVATION = DTypeWithConstraints(dtype=torch.qint8, quant_min_lower_bound=-128, quant_max_upper_bound=127)
-WEIGHT = DTypeWithConstraints(dtype=torch.qint8, quant_min_lower_bound=-127, quant_max_upper_bound=127)
-WEIGHTED = DTypeConfig(input_dtype=ACTIVATION, output_dtype=ACTIVATION, weight_dtype=WEIGHT, bias_dtype=torch.float)
-UNWEIGHTED = DTypeConfig(input_dtype=ACTIVATION, output_dtype=ACTIVATION)
+
+@dataclass(frozen=True)
+class Specs:
+    """A quantizer's activation and weight specs, as observer arguments."""
+
+    activation: dict
+    weight: dict
+
+    def constraints(self, spec: dict) -> DTypeWithConstraints:
+        return DTypeWithConstraints(dtype=spec["dtype"], quant_min_lower_bound=spec["quant_min"],
+                                    quant_max_upper_bound=spec["quant_max"])
+
+    @property
+    def weighted(self) -> list[DTypeConfig]:
+        activation = self.constraints(self.activation)
+        return [DTypeConfig(input_dtype=activation, output_dtype=activation,
+                            weight_dtype=self.constraints(self.weight), bias_dtype=torch.float)]
+
+    @property
+    def unweighted(self) -> list[DTypeConfig]:
+        activation = self.constraints(self.activation)
+        return [DTypeConfig(input_dtype=activation, output_dtype=activation)]
+
+
+# litert-torch's and XNNPACK's symmetric config: int8 activations on the full range (affine),
+# weights restricted to [-127, 127]; eps 2**-12, as both quantizers set.
+SYMMETRIC_INT8 = Specs(
+    activation={"dtype": torch.qint8, "quant_min": -128, "quant_max": 127, "qscheme": torch.per_tensor_affine,
+                "eps": 2**-12},
+    weight={"dtype": torch.qint8, "quant_min": -127, "quant_max": 127, "qscheme": torch.per_channel_symmetric,
+            "ch_axis": 0, "eps": 2**-12})
+# OpenVINOQuantizer's INT8_SYM annotation (_get_torch_ao_qspec_from_nncf_config_for_ptq).
+OPENVINO_INT8_SYM = Specs(
+    activation={"dtype": torch.quint8, "quant_min": 0, "quant_max": 255, "qscheme": torch.per_tensor_symmetric,
+                "eps": 1e-16},
+    weight={"dtype": torch.qint8, "quant_min": -128, "quant_max": 127, "qscheme": torch.per_channel_symmetric,
+            "ch_axis": 0, "eps": 1e-16})
 
 # The guide's shared-qparams ops: litert-torch's pooling annotations (adaptive_avg_pool2d,
 # max_pool2d share their input's qparams) and the ops that only move data.
@@ -53,6 +93,8 @@ SHARED_QPARAMS_OPS = (
 )
 # XNNPACKQuantizer's one op that shares qparams: adaptive_avg_pool2d.
 ADAPTIVE_POOL_OPS = (torch.nn.AdaptiveAvgPool2d, torch.nn.functional.adaptive_avg_pool2d)
+# Matrix products without weights, whose inputs NNCF quantizes (its MatMul).
+MATMUL_OPS = (torch.matmul, torch.bmm)
 # litert-torch's fixed-qparams ops (_annotate_fixed_qparams: sigmoid, softmax) on [0, 1], as the guide lists them.
 FIXED_QPARAMS_OPS = (torch.nn.Sigmoid, torch.sigmoid, "sigmoid", "sigmoid_", torch.nn.Softmax)
 ZERO_TO_ONE = {"scale": 1.0 / 256.0, "zero_point": -128}
@@ -79,6 +121,11 @@ def _fixed_qparams_configs(dtype_configs: list[DTypeConfig]) -> list[BackendPatt
             .set_dtype_configs(fixed) for op in FIXED_QPARAMS_OPS]
 
 
+def _matmul_configs(dtype_configs: list[DTypeConfig]) -> list[BackendPatternConfig]:
+    return [BackendPatternConfig(op).set_observation_type(ObservationType.OUTPUT_USE_DIFFERENT_OBSERVER_AS_INPUT)
+            .set_dtype_configs(dtype_configs) for op in MATMUL_OPS]
+
+
 def _gru_configs(dtype_configs: list[DTypeConfig]) -> list[BackendPatternConfig]:
     """litert-torch's gru_io_only: the GRU's input and output observed, its weights left float."""
     return [BackendPatternConfig(torch.nn.GRU)
@@ -87,7 +134,7 @@ def _gru_configs(dtype_configs: list[DTypeConfig]) -> list[BackendPatternConfig]
 
 
 def ai_edge_torch_backend_config() -> BackendConfig:
-    weighted, unweighted = [WEIGHTED], [UNWEIGHTED]
+    weighted, unweighted = SYMMETRIC_INT8.weighted, SYMMETRIC_INT8.unweighted
     return (BackendConfig("ai_edge_torch")
             .set_backend_pattern_configs(common._get_linear_configs(weighted))
             .set_backend_pattern_configs(_addmm_configs(weighted))
@@ -100,9 +147,9 @@ def ai_edge_torch_backend_config() -> BackendConfig:
             .set_backend_pattern_configs(_gru_configs(unweighted)))
 
 
-def xnnpack_backend_config() -> BackendConfig:
-    weighted, unweighted = [WEIGHTED], [UNWEIGHTED]
-    return (BackendConfig("xnnpack")
+def _xnnpack_patterns(name: str, specs: Specs) -> BackendConfig:
+    weighted, unweighted = specs.weighted, specs.unweighted
+    return (BackendConfig(name)
             .set_backend_pattern_configs(common._get_linear_configs(weighted))
             .set_backend_pattern_configs(common._get_conv_configs(weighted))
             .set_backend_pattern_configs(common._get_binary_op_configs(unweighted))
@@ -110,14 +157,20 @@ def xnnpack_backend_config() -> BackendConfig:
             .set_backend_pattern_configs(_shared_qparams_configs(ADAPTIVE_POOL_OPS, unweighted)))
 
 
-def _qconfig(qat: bool) -> tq.QConfig:
-    """The quantizers' symmetric config in torch.ao's observers: HistogramObserver and
-    PerChannelMinMaxObserver for PTQ, FusedMovingAvgObsFakeQuantize over moving-average
-    observers for QAT; activations eps 2**-12, as both quantizers set."""
-    activation = {"dtype": torch.qint8, "quant_min": -128, "quant_max": 127, "qscheme": torch.per_tensor_affine,
-                  "eps": 2**-12}
-    weight = {"dtype": torch.qint8, "quant_min": -127, "quant_max": 127, "qscheme": torch.per_channel_symmetric,
-              "ch_axis": 0, "eps": 2**-12}
+def xnnpack_backend_config() -> BackendConfig:
+    return _xnnpack_patterns("xnnpack", SYMMETRIC_INT8)
+
+
+def openvino_backend_config() -> BackendConfig:
+    return _xnnpack_patterns("openvino", OPENVINO_INT8_SYM).set_backend_pattern_configs(
+        _matmul_configs(OPENVINO_INT8_SYM.unweighted))
+
+
+def _qconfig(qat: bool, specs: Specs) -> tq.QConfig:
+    """The quantizer's specs in torch.ao's observers: HistogramObserver and
+    PerChannelMinMaxObserver for PTQ (what all three quantizers use), FusedMovingAvgObsFakeQuantize
+    over moving-average observers for QAT."""
+    activation, weight = specs.activation, specs.weight
     if qat:
         return tq.QConfig(
             activation=tq.FusedMovingAvgObsFakeQuantize.with_args(
@@ -134,9 +187,9 @@ def _fixed_qconfig(qat: bool) -> tq.QConfig:
     return tq.QConfig(activation=activation, weight=tq.default_weight_observer)
 
 
-def symmetric_qconfig_mapping(scheme: str, fixed_qparams: bool) -> tq.QConfigMapping:
+def qconfig_mapping(scheme: str, specs: Specs, fixed_qparams: bool) -> tq.QConfigMapping:
     qat = scheme == "qat"
-    mapping = tq.QConfigMapping().set_global(_qconfig(qat))
+    mapping = tq.QConfigMapping().set_global(_qconfig(qat, specs))
     if fixed_qparams:
         for op in FIXED_QPARAMS_OPS:
             mapping.set_object_type(op, _fixed_qconfig(qat))
@@ -156,8 +209,11 @@ class FXTarget:
 FX_TARGETS = {t.name: t for t in (
     FXTarget("ai_edge_torch", "litert_torch.quantize.pt2e_quantizer.PT2EQuantizer",
              ai_edge_torch_backend_config,
-             functools.partial(symmetric_qconfig_mapping, fixed_qparams=True)),
+             functools.partial(qconfig_mapping, specs=SYMMETRIC_INT8, fixed_qparams=True)),
     FXTarget("xnnpack", "executorch.backends.xnnpack.quantizer.xnnpack_quantizer.XNNPACKQuantizer",
              xnnpack_backend_config,
-             functools.partial(symmetric_qconfig_mapping, fixed_qparams=False)),
+             functools.partial(qconfig_mapping, specs=SYMMETRIC_INT8, fixed_qparams=False)),
+    FXTarget("openvino", "executorch.backends.openvino.quantizer.quantizer.OpenVINOQuantizer",
+             openvino_backend_config,
+             functools.partial(qconfig_mapping, specs=OPENVINO_INT8_SYM, fixed_qparams=False)),
 )}
