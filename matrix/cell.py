@@ -52,9 +52,12 @@ class StageFailed(Exception):
 
 
 def first_line(exc: BaseException, limit: int = 500) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else ""
-    return line[:limit]
+    """The message's first line; when that line only announces what follows (it ends with a colon,
+    as OpenVINO's "Check 'false' failed at <file>:<line>:" does), the lines after it joined to it."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return (" ".join(lines) if lines[0].endswith(":") else lines[0])[:limit]
 
 
 def stable_seed(text: str) -> int:

@@ -135,6 +135,9 @@ class Backend:
     # The names an expectation's reason gives the tools this backend's cells run (its runtime, its
     # kernels, its PT2E quantizer): a reason that names another backend's tool is not this one's.
     tools: tuple[str, ...] = ()
+    # Families of artifacts made for another backend that this one runs too (OpenVINO reads ONNX):
+    # the modes that produce one (ONNX Runtime's quantizer) reach it as well.
+    reads: tuple[str, ...] = ()
 
     @property
     def native(self) -> bool:

@@ -63,6 +63,11 @@ def runs_onnx(mode: str, backend: Backend) -> bool:
     return backend.family == "onnx"
 
 
+def reads_onnx(mode: str, backend: Backend) -> bool:
+    """A backend of another family that reads ONNX (OpenVINO)."""
+    return backend.family != "onnx" and "onnx" in backend.reads
+
+
 # The class each class-choosing knob names, by knob and value (matrix/qconfigs.py builds them;
 # the report's observer and fake-quantize class tables, the guide's, are rows of these).
 CLASS_KNOBS = {
@@ -103,6 +108,9 @@ class Variant:
     share_split_qparams: bool = False
     # What nncf.quantize is given: "openvino" (the converted ov.Model), "torch" (the module), "onnx".
     nncf_input: str = "openvino"
+    # OpenVINO: the PT2E model reaches it as ONNX (torch.onnx.export, read by its ONNX frontend)
+    # rather than as an exported program (its PyTorch frontend).
+    via_onnx: bool = False
     # The TFLite converter's model input and output type (inference_input_type): "float32" or "int8".
     tflite_io: str = "float32"
     # Conversion paths (matrix/modes/conversion.py): the path a model is carried along.
@@ -272,6 +280,9 @@ QSPECS: dict[str, QSpec] = {
         option("split_shared", "XNNPACKQuantizer, and split outputs sharing the split input's qparams",
                "pt2e", ("ptq_static",), runs_onnx, share_split_qparams=True),
         *KNOBS,
+        QSpec("via_onnx", "OpenVINOQuantizer's converted model exported to ONNX (torch.onnx.export, dynamo) and "
+              "read by OpenVINO's ONNX frontend", modes=("pt2e",), reaches=reads_onnx, schemes=STATIC_AND_QAT,
+              kinds=("model",), variant=Variant(EXPORT_ROUTE, via_onnx=True)),
         option("nncf_torch", "NNCF quantizes the PyTorch module (nncf.quantize on nn.Module), then converted",
                "nncf", ("ptq_static",), nncf_input="torch"),
         option("nncf_onnx", "NNCF quantizes the model exported to ONNX (nncf.quantize on the ModelProto)",

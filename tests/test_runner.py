@@ -205,3 +205,15 @@ def test_batch_norm_statistics_are_the_same_on_every_instantiation_with_a_dropou
     first, second = spec.instantiate().state_dict(), spec.instantiate().state_dict()
     assert all(torch.equal(first[key], second[key]) for key in first)
     assert not first["2.running_mean"].eq(0).all()  # the statistics were estimated
+
+
+def test_a_first_line_that_only_announces_what_follows_keeps_what_follows():
+    """OpenVINO's errors start with the source location of the check that failed; the op it could
+    not convert comes lines later. An ordinary message keeps its first line only."""
+    from matrix.cell import first_line
+
+    announced = RuntimeError("Check 'false' failed at src/unconverted_ops_report.cpp:151:\n"
+                             "FrontEnd API failed with OpConversionFailure:\n\n"
+                             "-- No conversion rule found for operations: com.microsoft.QGemm\n")
+    assert first_line(announced).endswith("No conversion rule found for operations: com.microsoft.QGemm")
+    assert first_line(RuntimeError("no kernel\nat frame 3")) == "no kernel"

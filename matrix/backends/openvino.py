@@ -1,14 +1,18 @@
 """OpenVINO: a model compiled and run by the OpenVINO CPU plugin.
 
 The ``nncf`` mode hands over an OpenVINO model (:class:`~matrix.formats.openvino.OpenVinoModel`);
-PT2E hands over its converted model (quantized by NNCF's ``OpenVINOQuantizer``, the PT2E
-quantizer OpenVINO's own ExecuTorch backend ships), which torch.export captures and
-``ov.convert_model`` reads. Compilation, inspection and layer reading are
-:mod:`matrix.formats.openvino`.
+PT2E (and FX, through the transplant) hands over its converted model (quantized by NNCF's
+``OpenVINOQuantizer``, the PT2E quantizer OpenVINO's own ExecuTorch backend ships), which
+torch.export captures and ``ov.convert_model`` reads, or, with the ``via_onnx`` qspec, which
+``torch.onnx.export`` writes as ONNX and OpenVINO's ONNX frontend reads. OpenVINO reads ONNX
+(``reads``): the ``ort`` mode's models, quantized by ONNX Runtime's quantizer, run here too.
+Compilation, inspection and layer reading are :mod:`matrix.formats.openvino`.
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,18 +20,24 @@ import torch
 from matrix.backends import Backend, register
 from matrix.cell import Unavailable
 from matrix.contract import Deployed
-from matrix.formats import openvino
+from matrix.formats import onnx, openvino
 from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
 
-# The backend runs what NNCF made: both install with its extra.
+# The backend runs what NNCF made: both install with its extra (the ONNX it reads comes with the onnx extra).
 PACKAGES = {**openvino.PACKAGES, "nncf": "nncf"}
 
 
 def deploy(ctx, model: torch.nn.Module) -> Deployed:
-    if not isinstance(model, openvino.OpenVinoModel):
+    if isinstance(model, onnx.OnnxModel):
+        with ctx.clock.stage(Stage.EXPORT):
+            model = openvino.from_onnx(model.serialized)
+    elif not isinstance(model, openvino.OpenVinoModel):
         with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
-            model = openvino.from_pt2e(model, ctx.data.calibration[0])
+            if ctx.qspec.variant.via_onnx:
+                model = openvino.from_onnx(_onnx_export(model, ctx.data.calibration[0]))
+            else:
+                model = openvino.from_pt2e(model, ctx.data.calibration[0])
     with ctx.clock.stage(Stage.LOAD):
         compiled = model.compiled()
         inspection = openvino.inspect_compiled(compiled)
@@ -35,6 +45,13 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
         openvino.openvino().save_model(model.ov_model, str(ctx.artifacts / "model.xml"), compress_to_fp16=False)
     return Deployed(model, inspection, size_bytes=openvino.ir_bytes(model.ov_model))
+
+
+def _onnx_export(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="qmatrix-ov-onnx-") as folder:
+        path = Path(folder) / "model.onnx"
+        onnx.export(model, example, path)
+        return path.read_bytes()
 
 
 def pt2e_quantizer(scheme: str, qspec: QSpec) -> Any:
@@ -54,4 +71,5 @@ register(Backend(
     "plugin (f32 float precision, snippets off)",
     deploy=deploy, packages=PACKAGES, extra="openvino", tools=("OpenVINO", "oneDNN", "NNCF", "OpenVINOQuantizer"),
     pt2e_quantizer=pt2e_quantizer, pt2e_schemes=("ptq_static", "qat"), pt2e_fold_quantize=False, fx_target="openvino",
+    reads=("onnx",),
 ))

@@ -72,8 +72,9 @@ def takes_pt2e(backend: Backend) -> bool:
 
 
 def of_family(*families: str) -> Callable[[Backend], bool]:
-    """Backends that run an artifact of one of these families (a .tflite, an ONNX model, ...)."""
-    return lambda backend: backend.family in families
+    """Backends that run an artifact of one of these families (a .tflite, an ONNX model, ...), as
+    their own or as one they read (``Backend.reads``)."""
+    return lambda backend: backend.family in families or any(f in backend.reads for f in families)
 
 
 MODES: dict[str, Mode] = {}

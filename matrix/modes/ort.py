@@ -92,8 +92,14 @@ def quantize(ctx: CellContext) -> Quantized:
     return Quantized(model, simulation, "ORT's QDQ model of the same calibration, run with optimizations off")
 
 
+def covers(backend, kind: str, scheme: str) -> bool:
+    """On a backend that reads ONNX made for ONNX Runtime (OpenVINO), the reference models only:
+    the operators' ort cells say on ONNX Runtime what the quantizer does with each op."""
+    return backend.family == "onnx" or kind == "model"
+
+
 register(Mode(
     "ort", "ONNX Runtime's quantizer (quantize_static / quantize_dynamic) on the float model exported to ONNX",
     reaches=of_family("onnx"), schemes=("ptq_static", "ptq_dynamic"), quantize=quantize,
-    packages=ONNX_PACKAGES, extra="onnx", tools=("ONNX Runtime",),
+    packages=ONNX_PACKAGES, extra="onnx", tools=("ONNX Runtime",), covers=covers,
 ))
