@@ -321,14 +321,11 @@ def verdict(record: dict, expected: Expectation) -> Judged:
 
 
 def _inaccurate_by_departure(record: dict, expected: Expectation) -> str | None:
-    """Why an inaccurate cell expected to pass (or whose at-worst cause did not strike) is so by its
-    kernels' known departure from the simulation: the simulation is within every limit the cell
-    is over; None when it is not, or the cell is not such a cell."""
-    if record["status"] != Status.INACCURATE.value:
-        return None
-    struck = expected.entry is not None and not (
-        expected.entry.at_worst and RANK.get(record["status"], -1) > RANK.get(expected.status, -1))
-    if expected.status != Status.PASS.value and struck:
+    """Why a cell judged worse, inaccurate where a pass was left expected (none, or an at-worst cause
+    that did not strike), is so by its kernels' known departure from the simulation: the simulation
+    is within every limit the cell is over; None when it is not, or the cell is not such a cell (an
+    inaccurate cell expected inaccurate is worse only by its signature, which no departure explains)."""
+    if record["status"] != Status.INACCURATE.value or expected.status == Status.INACCURATE.value:
         return None
     over = {v["metric"] for v in record.get("violations") or []} - {"lsb_err_vs_sim"}
     limit, simulated = (record.get("limits") or {}).get("min_sqnr_db"), (record.get("metrics") or {}).get("sqnr_sim_db")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from types import SimpleNamespace
 
 import pytest
@@ -47,6 +48,7 @@ class Ops(nn.Module):
         return torch.matmul(y.unsqueeze(2), y.unsqueeze(1)) + y.unsqueeze(2)
 
 
+@functools.cache
 def _openvino_annotations() -> dict:
     """OpenVINOQuantizer's annotation of :class:`Ops`: op target -> the specs of its quantized inputs."""
     pytest.importorskip("executorch")

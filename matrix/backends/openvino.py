@@ -29,15 +29,18 @@ PACKAGES = {**openvino.PACKAGES, "nncf": "nncf"}
 
 
 def deploy(ctx, model: torch.nn.Module) -> Deployed:
-    if isinstance(model, onnx.OnnxModel):
-        with ctx.clock.stage(Stage.EXPORT):
-            model = openvino.from_onnx(model.serialized)
+    if isinstance(model, onnx.OnnxModel) or ctx.qspec.variant.via_onnx:
+        with (ctx.clock.stage(Stage.EXPORT), torch.no_grad(),
+              tempfile.TemporaryDirectory(prefix="qmatrix-ov-") as folder):
+            path = Path(folder) / "model.onnx"
+            if isinstance(model, onnx.OnnxModel):
+                path.write_bytes(model.serialized)
+            else:
+                onnx.export(model, ctx.data.calibration[0], path)
+            model = openvino.from_onnx(path)
     elif not isinstance(model, openvino.OpenVinoModel):
         with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
-            if ctx.qspec.variant.via_onnx:
-                model = openvino.from_onnx(_onnx_export(model, ctx.data.calibration[0]))
-            else:
-                model = openvino.from_pt2e(model, ctx.data.calibration[0])
+            model = openvino.from_pt2e(model, ctx.data.calibration[0])
     with ctx.clock.stage(Stage.LOAD):
         compiled = model.compiled()
         inspection = openvino.inspect_compiled(compiled)
@@ -45,13 +48,6 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
         openvino.openvino().save_model(model.ov_model, str(ctx.artifacts / "model.xml"), compress_to_fp16=False)
     return Deployed(model, inspection, size_bytes=openvino.ir_bytes(model.ov_model))
-
-
-def _onnx_export(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="qmatrix-ov-onnx-") as folder:
-        path = Path(folder) / "model.onnx"
-        onnx.export(model, example, path)
-        return path.read_bytes()
 
 
 def pt2e_quantizer(scheme: str, qspec: QSpec) -> Any:

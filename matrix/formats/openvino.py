@@ -58,13 +58,10 @@ def from_pt2e(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Open
     return OpenVinoModel(openvino().convert_model(torch.export.export(model, example)))
 
 
-def from_onnx(serialized: bytes) -> OpenVinoModel:
-    """An ONNX model (Q/DQ, or ONNX Runtime's QOperator ops) read by OpenVINO's ONNX frontend,
+def from_onnx(path: Path) -> OpenVinoModel:
+    """An ONNX file (Q/DQ, or ONNX Runtime's QOperator ops) read by OpenVINO's ONNX frontend,
     which turns each QuantizeLinear/DequantizeLinear pair into a FakeQuantize."""
-    with tempfile.TemporaryDirectory(prefix="qmatrix-ov-") as folder:
-        path = Path(folder) / "model.onnx"
-        path.write_bytes(serialized)
-        return OpenVinoModel(openvino().convert_model(str(path)))
+    return OpenVinoModel(openvino().convert_model(str(path)))
 
 
 class OpenVinoModel(torch.nn.Module):

@@ -53,7 +53,8 @@ class Specs:
     activation: dict
     weight: dict
 
-    def constraints(self, spec: dict) -> DTypeWithConstraints:
+    @staticmethod
+    def constraints(spec: dict) -> DTypeWithConstraints:
         return DTypeWithConstraints(dtype=spec["dtype"], quant_min_lower_bound=spec["quant_min"],
                                     quant_max_upper_bound=spec["quant_max"])
 
