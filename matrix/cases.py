@@ -159,11 +159,11 @@ def expand(
             for scheme in chosen("schemes", [s for s in schemes if s in mode.schemes]):
                 for backend in chosen("backends", [b for b in backends if mode.reaches(backends[b])]):
                     covers = getattr(mode, "covers", None)
-                    if covers is not None and not covers(backends[backend], models[model].kind, scheme):
-                        continue
                     for qspec in chosen("qspecs", qspecs):
                         if getattr(mode, "qspecs", None) is not None and qspec not in mode.qspecs:
                             continue
-                        if qspecs[qspec].applies(mode_name, backends[backend], scheme, model, models[model].kind):
+                        if not qspecs[qspec].applies(mode_name, backends[backend], scheme, model, models[model].kind):
+                            continue
+                        if covers is None or covers(backends[backend], models[model].kind, scheme, qspecs[qspec]):
                             cases.append(Case(model, models[model].kind, mode_name, scheme, qspec, backend))
     return cases

@@ -116,6 +116,10 @@ class Backend:
     # The quantized engine whose qconfigs and BackendConfig eager and FX use for this backend:
     # a backend with one takes eager and FX models.
     engine: str | None = None
+    # The quantized engine whose eager and FX models a backend with no engine of its own reads as
+    # ONNX (OpenVINO): those modes reach it only by the TorchScript exporter's route (and FX by
+    # its fx_target), with the ONNX that ONNX Runtime gets.
+    engine_via_onnx: str | None = None
     # Deploys FX's reference (Q/DQ) model rather than convert_fx's quantized kernels.
     takes_fx_reference: bool = False
     # The backend's PT2E quantizer for (scheme name, QSpec): a backend with one takes PT2E models.
@@ -143,6 +147,11 @@ class Backend:
     def native(self) -> bool:
         """One of PyTorch's quantized engines, running the converted module itself."""
         return self.family == NATIVE
+
+    @property
+    def qconfig_engine(self) -> str | None:
+        """The engine whose qconfigs and BackendConfig eager and FX models for this backend use."""
+        return self.engine or self.engine_via_onnx
 
     def unavailable_reason(self) -> str | None:
         return unavailable_reason(self)

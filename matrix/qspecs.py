@@ -63,6 +63,11 @@ def runs_onnx(mode: str, backend: Backend) -> bool:
     return backend.family == "onnx"
 
 
+def takes_onnx_of_engine(mode: str, backend: Backend) -> bool:
+    """ONNX Runtime, and a backend that reads the ONNX of an engine's eager and FX models (OpenVINO)."""
+    return runs_onnx(mode, backend) or backend.engine_via_onnx is not None
+
+
 def reads_onnx(mode: str, backend: Backend) -> bool:
     """A backend of another family that reads ONNX (OpenVINO)."""
     return backend.family != "onnx" and "onnx" in backend.reads
@@ -119,6 +124,11 @@ class Variant:
     # (the scheme's int8 config), "intx4" (the Intx configs, int4 in groups), "int4" (Int4WeightOnlyConfig)
     # or "float8" (the float8 configs).
     torchao_weight: str = "int8"
+
+    @property
+    def torchscript(self) -> bool:
+        """The legacy TorchScript exporter's route to ONNX."""
+        return self.onnx_exporter == "torchscript"
 
 
 NO_VARIANT = Variant()
@@ -273,7 +283,7 @@ QSPECS: dict[str, QSpec] = {
         QSpec("torchscript", "the converted model exported to ONNX by the legacy TorchScript exporter "
               "(dynamo=False), as the guide exports eager and FX models (FX: convert_fx's quantized modules)",
               modes=("eager", "fx"),
-              reaches=runs_onnx, kinds=("model",),
+              reaches=takes_onnx_of_engine, kinds=("model",),
               variant=Variant(EXPORT_ROUTE, onnx_exporter="torchscript", fx_quantized_modules=True)),
         # The guide's ONNX Runtime split example: XNNPACKQuantizer plus a split whose outputs
         # share its input's quantization parameters.

@@ -246,12 +246,32 @@ def test_fx_reaches_pt2e_backends_through_the_transplant_only_where_it_carries()
     from matrix.schemes import SCHEMES
     from models import MODELS
 
-    cells = [c for c in expand(MODELS, {"fx": MODES["fx"]}, SCHEMES, BACKENDS)
-             if c.backend in ("litert", "executorch_xnnpack", "openvino")]
+    reached = [c for c in expand(MODELS, {"fx": MODES["fx"]}, SCHEMES, BACKENDS)
+               if c.backend in ("litert", "executorch_xnnpack", "openvino")]
+    cells = [c for c in reached if c.qspec != "torchscript"]
     assert {c.scheme for c in cells} == {"ptq_static", "qat"}
     assert {c.kind for c in cells} == {"model", "zoo"}
     assert {c.backend for c in cells} == {"litert", "executorch_xnnpack", "openvino"}
     assert not [c for c in expand(MODELS, {"fx": MODES["fx"]}, SCHEMES, BACKENDS) if c.backend == "inductor"]
+    # OpenVINO also reads the ONNX the TorchScript exporter writes of convert_fx's model.
+    onnx_route = [c for c in reached if c.qspec == "torchscript"]
+    assert {(c.backend, c.kind) for c in onnx_route} == {("openvino", "model")}
+    assert {c.scheme for c in onnx_route} == {"ptq_static", "ptq_dynamic", "qat"}
+
+
+def test_eager_reaches_openvino_by_the_torchscript_route_alone() -> None:
+    """OpenVINO has no quantized engine: eager models reach it as the ONNX the TorchScript
+    exporter writes, converted under the x86 engine as for ONNX Runtime."""
+    from matrix.backends import BACKENDS
+    from matrix.cases import expand
+    from matrix.modes import MODES
+    from matrix.schemes import SCHEMES
+    from models import MODELS
+
+    cells = [c for c in expand(MODELS, {"eager": MODES["eager"]}, SCHEMES, BACKENDS) if c.backend == "openvino"]
+    assert cells and {c.qspec for c in cells} == {"torchscript"}
+    assert {c.kind for c in cells} == {"model"}
+    assert BACKENDS["openvino"].qconfig_engine == BACKENDS["onnxruntime"].engine == "x86"
 
 
 def test_eager_statistics_carry_into_fx_observers() -> None:

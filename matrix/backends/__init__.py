@@ -19,7 +19,7 @@ import torch
 
 from matrix.contract import NATIVE, Backend
 
-__all__ = ["BACKENDS", "NATIVE", "Backend", "quantized_engine", "register"]
+__all__ = ["BACKENDS", "NATIVE", "Backend", "converting_under", "quantized_engine", "register"]
 
 BACKENDS: dict[str, Backend] = {}
 
@@ -37,6 +37,14 @@ def quantized_engine(engine: str) -> Iterator[None]:
         yield
     finally:
         torch.backends.quantized.engine = previous
+
+
+def converting_under(engine: str) -> contextlib.AbstractContextManager:
+    """A cell of a backend that takes an engine's eager and FX models, converting under the
+    engine whose qconfig they used (where this torch build has it)."""
+    if engine in torch.backends.quantized.supported_engines:
+        return quantized_engine(engine)
+    return contextlib.nullcontext()
 
 
 # One line per module that registers entries; their order is the order of the axis.

@@ -8,14 +8,14 @@ Runtime's quantizer already wrote (:class:`~matrix.formats.onnx.OnnxModel`).
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from matrix.backends import Backend, quantized_engine, register
+from matrix.backends import Backend, converting_under, register
 from matrix.cell import Unavailable
 from matrix.contract import Deployed
 from matrix.formats import onnx
@@ -100,17 +100,10 @@ def split_sharing_quantizer(config: Any) -> Any:
     return SplitSharing()
 
 
-def activate() -> contextlib.AbstractContextManager:
-    """Eager and FX convert under the engine whose qconfig they used."""
-    if ENGINE in torch.backends.quantized.supported_engines:
-        return quantized_engine(ENGINE)
-    return contextlib.nullcontext()
-
-
 register(Backend(
     "onnxruntime", "onnx",
     "exported to ONNX (torch.onnx.export, dynamo) and run by ONNX Runtime's CPU execution provider",
-    deploy=deploy, packages=onnx.PACKAGES, extra="onnx", activate=activate,
+    deploy=deploy, packages=onnx.PACKAGES, extra="onnx", activate=functools.partial(converting_under, ENGINE),
     pt2e_quantizer=pt2e_quantizer, pt2e_knobs="all", engine=ENGINE, takes_fx_reference=True,
     tools=("ONNX Runtime", "torchao's XNNPACKQuantizer", "XNNPACKQuantizer"),
 ))

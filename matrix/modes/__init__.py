@@ -21,6 +21,7 @@ from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
     from matrix.contract import Backend, CellContext, Quantized
+    from matrix.qspecs import QSpec
 
 QAT_STEPS = 12
 QAT_LEARNING_RATE = 1e-4
@@ -48,17 +49,23 @@ class Mode:
     # The names an expectation's reason gives the quantizer this mode runs, when it is a tool of
     # its own (NNCF, ONNX Runtime's quantizer), as Backend.tools.
     tools: tuple[str, ...] = ()
-    # Whether the mode's path to a backend takes this kind of model (matrix/vocabulary.py's KINDS)
-    # and scheme, for a mode whose paths differ by backend (None: every kind and scheme it has).
-    covers: Callable[[Backend, str, str], bool] | None = None
+    # Whether the mode's path to a backend takes this kind of model (matrix/vocabulary.py's KINDS),
+    # scheme and qspec, for a mode whose paths differ by backend (None: every one it has).
+    covers: Callable[[Backend, str, str, QSpec], bool] | None = None
 
     def unavailable_reason(self) -> str | None:
         return unavailable_reason(self)
 
 
 def takes_engine_models(backend: Backend) -> bool:
-    """A backend that takes a quantized engine's eager or FX model."""
-    return backend.engine is not None
+    """A backend that takes a quantized engine's eager or FX model (as it is, or as ONNX)."""
+    return backend.qconfig_engine is not None
+
+
+def torchscript_route(qspec: QSpec) -> bool:
+    """An eager or FX cell whose converted model goes to ONNX by the TorchScript exporter: it
+    reaches a backend that reads ONNX with no engine of its own (``Backend.engine_via_onnx``)."""
+    return qspec.variant.torchscript
 
 
 def takes_fx_target(backend: Backend) -> bool:

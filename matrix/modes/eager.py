@@ -12,7 +12,7 @@ import torch.ao.quantization as tq
 from torch import nn
 
 from matrix.contract import Quantized
-from matrix.modes import Mode, calibrate, register, takes_engine_models, train
+from matrix.modes import Mode, calibrate, register, takes_engine_models, torchscript_route, train
 from matrix.modes.simulation import dynamic_simulation, qat_simulation, static_simulation
 from matrix.qconfigs import torch_qconfig
 from matrix.vocabulary import Stage
@@ -58,7 +58,7 @@ class FloatInputsWrapper(tq.QuantWrapper):
 
 def qconfig_for(ctx: CellContext, qat: bool) -> tq.QConfig:
     """The engine's default (QAT) qconfig, with the cell's qspec knobs applied."""
-    engine = ctx.backend.engine
+    engine = ctx.backend.qconfig_engine
     if ctx.qspec.knobs:
         return torch_qconfig(ctx.qspec.knobs, engine, qat)
     return tq.get_default_qat_qconfig(engine) if qat else tq.get_default_qconfig(engine)
@@ -72,7 +72,7 @@ def _assign_qconfig(model: nn.Module, qconfig: tq.QConfig, embedding_qconfig: tq
 
 
 def quantize(ctx: CellContext) -> Quantized:
-    engine = ctx.backend.engine
+    engine = ctx.backend.qconfig_engine
     scheme = ctx.scheme.name
     if scheme == "ptq_dynamic":
         with ctx.clock.stage(Stage.CAPTURE):
@@ -129,9 +129,16 @@ def _folded(module: nn.Module) -> nn.Module:
     return qat.eval()
 
 
+def covers(backend, kind: str, scheme: str, qspec) -> bool:
+    """A backend with an engine takes every eager model; one that reads them as ONNX
+    (``engine_via_onnx``), the TorchScript exporter's route only."""
+    return backend.engine is not None or torchscript_route(qspec)
+
+
 register(Mode(
     "eager", "eager mode: QuantStub/DeQuantStub, fuse_modules, qconfig, prepare/convert",
     reaches=takes_engine_models, schemes=("ptq_static", "ptq_dynamic", "qat"), quantize=quantize,
+    covers=covers,
 ))
 
 

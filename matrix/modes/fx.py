@@ -19,7 +19,16 @@ from torch.ao.quantization import quantize_fx
 from torch.ao.quantization.backend_config.x86 import get_x86_backend_config
 
 from matrix.contract import Quantized
-from matrix.modes import Mode, calibrate, register, takes_engine_models, takes_fx_target, train, transplant
+from matrix.modes import (
+    Mode,
+    calibrate,
+    register,
+    takes_engine_models,
+    takes_fx_target,
+    torchscript_route,
+    train,
+    transplant,
+)
 from matrix.modes.fx_targets import FX_TARGETS
 from matrix.modes.simulation import qat_simulation
 from matrix.qconfigs import torch_qconfig
@@ -65,8 +74,8 @@ def observed(ctx: CellContext, backend_config: bc.BackendConfig, mapping: tq.QCo
 
 
 def quantize(ctx: CellContext) -> Quantized:
-    engine, scheme = ctx.backend.engine, ctx.scheme.name
-    if engine is None:
+    engine, scheme = ctx.backend.qconfig_engine, ctx.scheme.name
+    if ctx.backend.engine is None and not torchscript_route(ctx.qspec):
         target = FX_TARGETS[ctx.backend.fx_target]
         prepared = observed(ctx, target.backend_config(), target.qconfig_mapping(scheme))
         return transplant.carry(ctx, prepared, f"FX prepared with the {target.name} BackendConfig, carried by "
@@ -87,10 +96,14 @@ def quantize(ctx: CellContext) -> Quantized:
     return Quantized(quantized, simulation, kind)
 
 
-def covers(backend, kind: str, scheme: str) -> bool:
-    """The transplant carries static and QAT models; on the operators it is left out for wall
-    time (their PT2E cells show what the same quantizer annotates)."""
-    return backend.engine is not None or (scheme in ("ptq_static", "qat") and kind in ("model", "zoo"))
+def covers(backend, kind: str, scheme: str, qspec) -> bool:
+    """A backend with an engine takes every FX model; one that reads them as ONNX
+    (``engine_via_onnx``), the TorchScript exporter's route; the transplant carries static and
+    QAT models, and on the operators it is left out for wall time (their PT2E cells show what
+    the same quantizer annotates)."""
+    if backend.engine is not None or torchscript_route(qspec):
+        return True
+    return scheme in ("ptq_static", "qat") and kind in ("model", "zoo")
 
 
 register(Mode(

@@ -92,7 +92,7 @@ def quantize(ctx: CellContext) -> Quantized:
     return Quantized(model, simulation, "ORT's QDQ model of the same calibration, run with optimizations off")
 
 
-def covers(backend, kind: str, scheme: str) -> bool:
+def covers(backend, kind: str, scheme: str, qspec) -> bool:
     """On a backend that reads ONNX made for ONNX Runtime (OpenVINO), the reference models only:
     the operators' ort cells say on ONNX Runtime what the quantizer does with each op."""
     return backend.family == "onnx" or kind == "model"

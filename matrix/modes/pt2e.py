@@ -85,7 +85,7 @@ def quantize(ctx: CellContext, capture: Callable[[torch.nn.Module], torch.nn.Mod
     return Quantized(quantized, quantized, "the converted PT2E model run eagerly (Q/DQ in float)")
 
 
-def covers(backend, kind: str, scheme: str) -> bool:
+def covers(backend, kind: str, scheme: str, qspec) -> bool:
     """A scheme the backend's quantizer has (NNCF's OpenVINOQuantizer has no dynamic mode)."""
     return backend.pt2e_schemes is None or scheme in backend.pt2e_schemes
 
