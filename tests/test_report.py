@@ -259,3 +259,14 @@ def test_quantization_classes_name_the_class_each_knob_chooses():
     assert table.loc[("activation observer", "HistogramObserver", "fx"), "x86"] == "🟩 1/1"
     assert table.loc[("fake-quant", "_LearnableFakeQuantize", "fx"), "x86"] == "🟥 0/1 (❌1)"
     assert len(table) == 2  # the default cell chooses no class
+
+
+def test_known_outcomes_show_a_few_cells_in_markdown_and_all_in_html():
+    expected = {"status": "not_quantized", "reason": "conv has no dynamic kernel", "source": "docs#ops"}
+    records = [cell(f"conv{i}", "fx", "ptq_dynamic", "fbgemm", "not_quantized", reason="no quantized compute op",
+                    verdict="known", expected=expected) for i in range(7)]
+    text = render_markdown(ENV, records)
+    assert "conv0-fx-ptq_dynamic-fbgemm, conv1-fx-ptq_dynamic-fbgemm" in text
+    known = text.split("## Known outcomes")[1].split("##")[0]
+    assert "and 2 more" in known and "conv6-fx-ptq_dynamic-fbgemm" not in known
+    assert "conv5-fx-ptq_dynamic-fbgemm, conv6-fx-ptq_dynamic-fbgemm" in render_html(ENV, records)

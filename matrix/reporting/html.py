@@ -322,6 +322,8 @@ def departures(run: tables.Run, positions: dict[str, int]) -> str:
 
 def expectations(run: tables.Run, env: dict, positions: dict[str, int]) -> str:
     surprising, known = tables.surprises(run), tables.known_outcomes(run)
+    if len(known):
+        known["cells"] = known["cells"].map(", ".join)
     stale = env.get("stale_expectations") or []
     stale_list = "".join(f"<li>{_e(s['entry'])} (expects {_e(s['status'])}) matches no cell</li>" for s in stale)
     body = ("<h3>Surprises: worse than expected (pytest failed) or better (xpass)</h3>"

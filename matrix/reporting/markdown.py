@@ -185,9 +185,8 @@ PER_CELL = ("Everything per cell (the per-model chips, the error split of recipe
             "(`qmatrix report RUN --format csv`) and the records (`cells-*.jsonl`).")
 
 
-def examples(cells: str) -> str:
-    """The first few of a comma-separated cell list, and how many more."""
-    names = [c for c in str(cells).split(", ") if c]
+def examples(names: list[str]) -> str:
+    """The first few of a list of cells, and how many more."""
     more = len(names) - EXAMPLES
     return ", ".join(names[:EXAMPLES]) + (f" and {more} more" if more > 0 else "")
 

@@ -425,7 +425,7 @@ def known_outcomes(run: Run) -> pd.DataFrame:
         return pd.DataFrame(rows)
     table = pd.DataFrame(rows)
     grouped = table.groupby(["expected", "reason", "source"], sort=False).agg(
-        cells=("cell", lambda c: ", ".join(c)), observed=("observed", lambda s: Tally.of(s)))
+        cells=("cell", list), observed=("observed", lambda s: Tally.of(s)))
     return grouped.reset_index()[["expected", "observed", "reason", "source", "cells"]]
 
 
