@@ -206,10 +206,11 @@ def test_profiled_time_is_split_by_kind_of_kernel():
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8)).eval()
     batch = (torch.randn(16, 64),)
     floating = time_split(model, batch)
-    assert floating["quantized"] == 0.0 and floating["float"] > 0.3
+    # Shares of time move with the machine's load; which kind holds time does not.
+    assert floating["quantized"] == 0.0 and floating["qdq"] == 0.0 and floating["float"] > 0.0
     assert abs(sum(floating.values()) - 1.0) < 0.01
-    dynamic = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-    assert time_split(dynamic, batch)["quantized"] > 0.3
+    dynamic = time_split(torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), batch)
+    assert dynamic["quantized"] > 0.0 and dynamic["float"] == 0.0
 
 
 def test_a_profiler_that_fails_leaves_its_reason_beside_the_timing(monkeypatch):
