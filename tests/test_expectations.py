@@ -131,7 +131,8 @@ def tools_of(case, backends, modes) -> set[str]:
     runtime, kernels and PT2E quantizer of its backend's family (PyTorch's engines are one), with
     the engine whose qconfigs a backend that takes engine models uses."""
     backend = backends[case.backend]
-    families = {backend.family} | ({backends[backend.engine].family} if backend.engine in backends else set())
+    engine = backend.qconfig_engine
+    families = {backend.family} | ({backends[engine].family} if engine in backends else set())
     found = set(modes[case.mode].tools)
     found.update(t for other in backends.values() if other.family in families for t in other.tools)
     return found

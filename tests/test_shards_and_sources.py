@@ -85,6 +85,57 @@ def test_models_from_a_file_join_the_matrix(tmp_path):
     assert "1 passed" in result.stdout and "1 failed" in result.stdout
 
 
+KNOWN_PROBLEMS = '''
+import torch
+from torch import nn
+from models import ModelSpec, images, register, sequences
+
+class PlainAddResidual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)) + x)
+
+class GruTagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(6, 8, batch_first=True)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.out(self.gru(x)[0])
+
+register(ModelSpec("kp_plain_add", PlainAddResidual, "a residual written with +", sample=images(4, 8, 8)))
+register(ModelSpec("kp_gru", GruTagger, "a GRU under a linear head", sample=sequences(5, 6)))
+register(ModelSpec("kp_convs", lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)),
+                   "convolutions only", sample=images(3, 8, 8)))
+'''
+
+
+def test_a_users_model_of_known_problem_parts_is_explained_by_cause(tmp_path):
+    """Models the expectations have never seen, each with a part whose cause they know (a plain +
+    residual, a GRU, convolutions only): every cell that does not pass is known, with its reason."""
+    source = tmp_path / "known_problems.py"
+    source.write_text(KNOWN_PROBLEMS)
+    result = run_pytest(tmp_path, "--qspecs", "default", f"--models-from={source}",
+                        "--models", "kp_plain_add,kp_gru,kp_convs", "--modes", "eager", "--backends", "x86",
+                        "--schemes", "ptq_static,ptq_dynamic,qat")
+    found = records(tmp_path)
+    assert len(found) == 9, result.stdout[-2000:]
+    unexplained = {cid: (r["status"], r["verdict"]) for cid, r in found.items()
+                   if r["status"] != "pass" and (r["verdict"] != "known" or not r["expected"].get("reason"))}
+    assert not unexplained
+    outcomes = {cid: (r["status"], r.get("stage")) for cid, r in found.items()}
+    assert outcomes["kp_plain_add-eager-ptq_static-x86"] == ("fail", "run")
+    assert outcomes["kp_gru-eager-ptq_static-x86"] == ("fail", "calibrate")
+    assert outcomes["kp_gru-eager-qat-x86"] == ("fail", "train")
+    assert outcomes["kp_convs-eager-ptq_dynamic-x86"] == ("not_quantized", None)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
 @pytest.mark.parametrize(("content", "error"), [
     ("import no_such_package_here\n", "failed to import: ModuleNotFoundError"),
     ("def broken(:\n", "failed to import: SyntaxError"),
