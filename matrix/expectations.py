@@ -231,6 +231,38 @@ class Expectations:
         cells = list(cells)
         return [e for e in self.entries if not any(e.matches(*cell) for cell in cells)]
 
+    def unused(self, cells: Iterable[tuple[str, bool, ModuleTypes | None]]) -> list[tuple[Entry, str]]:
+        """Entries no cell's expectation comes from, each with why: it matches none of the cells, or
+        on every cell it matches an earlier entry of its kind, under the same conditions, speaks
+        first of what it speaks of (the status, the fidelity); ``at_worst`` entries are all consulted."""
+        matched: set[int] = set()
+        used: set[int] = set()
+        for cell in cells:
+            found = [i for i, entry in enumerate(self.entries) if entry.matches(*cell)]
+            matched.update(found)
+            for position, i in enumerate(found):
+                entry = self.entries[i]
+                earlier = [self.entries[j] for j in found[:position]]
+                if entry.at_worst or any(not any(_speaks_first(other, entry, about) for other in earlier)
+                                         for about in _abouts(entry)):
+                    used.add(i)
+        shadowed = "shadowed by earlier entries on every cell it matches"
+        return [(entry, shadowed if i in matched else "matches no cell")
+                for i, entry in enumerate(self.entries) if i not in used]
+
+
+def _abouts(entry: Entry) -> tuple[str, ...]:
+    """What an entry's expectation is of: the status, the fidelity, or both."""
+    return tuple(about for about in ("status", "fidelity") if getattr(entry, about) is not None)
+
+
+def _speaks_first(earlier: Entry, entry: Entry, about: str) -> bool:
+    """Whether ``earlier``, matching the same cell, takes ``about`` from ``entry`` wherever ``entry``
+    holds (no narrower versions or CPU conditions than ``entry``'s)."""
+    return (earlier.kind == entry.kind and not earlier.at_worst and getattr(earlier, about) is not None
+            and (not earlier.versions or earlier.versions == entry.versions)
+            and (not earlier.cpu_lacks or earlier.cpu_lacks == entry.cpu_lacks))
+
 
 def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
     where = f"{path}: [[{kind}]] #{index + 1}"

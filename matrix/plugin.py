@@ -78,9 +78,10 @@ class Matrix:
     _stale: list | None = None
 
     def stale_expectations(self) -> list:
-        """Expectation entries that match no cell of the whole matrix (computed once)."""
+        """Expectation entries no cell of the whole matrix takes its expectation from, with why
+        (computed once)."""
         if self._stale is None:
-            self._stale = self.expectations.stale(cell_facts(case) for case in self.all_cases)
+            self._stale = self.expectations.unused(cell_facts(case) for case in self.all_cases)
         return self._stale
 
 
@@ -467,7 +468,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     env = read_environment(matrix.run)
     env["model_source_errors"] = matrix.source_errors
     env["stale_expectations"] = [
-        {"entry": e.label, "status": e.status or f"fidelity {e.fidelity}"} for e in matrix.stale_expectations()
+        {"entry": e.label, "status": e.status or f"fidelity {e.fidelity}", "why": why}
+        for e, why in matrix.stale_expectations()
     ]
     write_json_atomic(matrix.run / "env.json", env)
     write_report(matrix.run)
@@ -480,8 +482,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     matrix = config.stash[MATRIX]
     for error in matrix.source_errors:
         terminalreporter.write_line(error, red=True)
-    for entry in matrix.stale_expectations():
-        terminalreporter.write_line(f"qmatrix: stale expectation {entry.label}: matches no cell", yellow=True)
+    for entry, why in matrix.stale_expectations():
+        terminalreporter.write_line(f"qmatrix: stale expectation {entry.label}: {why}", yellow=True)
     report = matrix.run / "report.md"
     if report.exists():
         terminalreporter.write_line(f"qmatrix report: {report}")

@@ -90,6 +90,58 @@ def test_stale_entries(expectations):
     assert [e.cases for e in stale] == [("nothing-matches-*",)]
 
 
+SHADOWING = '''
+[[expect]]
+cases = ["*-eager-qat-x86"]
+status = "fail"
+reason = "first, for every eager QAT x86 cell"
+source = "here"
+
+[[expect]]
+cases = ["mlp-eager-qat-x86"]
+status = "inaccurate"
+reason = "never reached: the entry above speaks first"
+source = "here"
+
+[[expect]]
+cases = ["mlp-eager-qat-x86"]
+fidelity = "departs"
+reason = "speaks of the fidelity, which nothing above does"
+source = "here"
+
+[[expect]]
+cases = ["mlp-eager-qat-x86"]
+status = "not_quantized"
+at_worst = true
+reason = "a further cause, always consulted"
+source = "here"
+
+[[expect]]
+cases = ["cnn-fx-qat-x86"]
+status = "fail"
+reason = "on an ancient torch only"
+source = "here"
+versions = { torch = "<1.0" }
+
+[[expect]]
+cases = ["cnn-fx-qat-x86"]
+status = "not_quantized"
+reason = "reached wherever the narrower entry above does not hold"
+source = "here"
+'''
+
+
+def test_an_entry_an_earlier_one_always_shadows_is_unused(tmp_path):
+    path = tmp_path / "expectations.toml"
+    path.write_text(SHADOWING + TEXT.split("[[expect]]")[-1].join(["[[expect]]", ""]))
+    entries = Expectations.load(path)
+    cells = [("mlp-eager-qat-x86", True, None), ("cnn-eager-qat-x86", True, None), ("cnn-fx-qat-x86", True, None)]
+    assert [(e.text.split(":")[0], why) for e, why in entries.unused(cells)] == [
+        ("never reached", "shadowed by earlier entries on every cell it matches"),
+        ("stale", "matches no cell"),
+    ]
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ('[[expect]]\ncases = "a"\nstatus = "fail"\nsource = "s"\n', "'reason' is required"),
     ('[[expect]]\ncases = "a"\nstatus = "broken"\nreason = "r"\nsource = "s"\n', "unknown status 'broken'"),
@@ -122,7 +174,7 @@ def test_shipped_expectations_load_and_none_is_stale():
     from matrix.plugin import cell_facts
 
     cells = [cell_facts(c) for c in expand(MODELS, MODES, SCHEMES, BACKENDS)]
-    assert shipped.stale(cells) == []
+    assert [(e.label, why) for e, why in shipped.unused(cells)] == []
     assert all(e.source for e in shipped.entries)
 
 

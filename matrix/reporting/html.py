@@ -325,7 +325,8 @@ def expectations(run: tables.Run, env: dict, positions: dict[str, int]) -> str:
     if len(known):
         known["cells"] = known["cells"].map(", ".join)
     stale = env.get("stale_expectations") or []
-    stale_list = "".join(f"<li>{_e(s['entry'])} (expects {_e(s['status'])}) matches no cell</li>" for s in stale)
+    stale_list = "".join(f"<li>{_e(s['entry'])} (expects {_e(s['status'])}) {_e(s.get('why', 'matches no cell'))}</li>"
+                         for s in stale)
     body = ("<h3>Surprises: worse than expected (pytest failed) or better (xpass)</h3>"
             + (keyed_table(surprising, positions) if len(surprising) else "<p><i>none</i></p>")
             + "<h3>Known outcomes: accepted non-pass outcomes with their reasons</h3>"

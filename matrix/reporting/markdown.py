@@ -278,7 +278,8 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         "## Known outcomes\n\nAccepted non-pass outcomes, each with its reason and source.\n\n"
         + known_outcomes(run),
         "## Stale expectations\n\n" + ("\n".join(f"- {escape(s['entry'])} (expects {escape(s['status'])}) "
-                                                 "matches no cell" for s in stale) or "_none_"),
+                                                 f"{escape(s.get('why', 'matches no cell'))}" for s in stale)
+                                       or "_none_"),
         "## Legend\n\n" + legend() + "\n\n" + RATE_LEGEND,
         "## Per cell\n\n" + PER_CELL,
     ]
