@@ -50,6 +50,8 @@ def new_record(case: Case) -> Record:
         "timings": {},
         "seed": stable_seed(case.id),
         "fidelity": None,
+        # Where a model brought with --models-from (or an entry point) comes from; None for the suite's own.
+        "model_source": MODELS[case.model].source if case.model in MODELS else None,
     }
 
 

@@ -134,6 +134,10 @@ def test_a_users_model_of_known_problem_parts_is_explained_by_cause(tmp_path):
     assert outcomes["kp_gru-eager-qat-x86"] == ("fail", "train")
     assert outcomes["kp_convs-eager-ptq_dynamic-x86"] == ("not_quantized", None)
     assert result.returncode == 0, result.stdout[-2000:]
+    report = (tmp_path / "reports" / "latest" / "report.md").read_text()
+    yours = report.split("## Your models", 1)[1].split("\n## ", 1)[0]
+    assert all(cid in yours for cid, r in found.items() if r["status"] != "pass")
+    assert "kp_convs-eager-ptq_static-x86" not in yours and "| kp_gru " in yours and "1/3" in yours
 
 
 @pytest.mark.parametrize(("content", "error"), [

@@ -409,6 +409,8 @@ def render_html(env: dict, records: list[dict]) -> str:
     positions = {case_id: i for i, case_id in reversed(list(enumerate(run.df["case_id"])))}
     operators = tables.operator_support(run)
     sections = "".join([
+        summary_section("your-models", "Your models", _e(tables.YOUR_MODELS_TEXT).replace("`", ""),
+                        tables.your_models(run)),
         mode_support(run),
         summary_section("operator-support", "Operator support", "Operator rows, backend and scheme columns, like "
                         "PyTorch's operator support table; colours as in mode support.", operators),

@@ -283,6 +283,9 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         "## Legend\n\n" + legend() + "\n\n" + RATE_LEGEND,
         "## Per cell\n\n" + PER_CELL,
     ]
+    yours = tables.your_models(run)
+    if len(yours):
+        parts.insert(2, "## Your models\n\n" + tables.YOUR_MODELS_TEXT + "\n\n" + table(yours))
     if env.get("merged_from"):
         parts.insert(2, "## Merged from\n\n" + merge_notes(env))
     return "\n\n".join(parts) + "\n"

@@ -24,7 +24,17 @@ from matrix.reporting.values import (
     size,
     speed,
 )
-from matrix.vocabulary import AXES, FAILED, NOT_APPLICABLE, QUANTIZED, SURPRISES, WHOLE_MODELS, Fidelity, Verdict
+from matrix.vocabulary import (
+    AXES,
+    FAILED,
+    NOT_APPLICABLE,
+    QUANTIZED,
+    SURPRISES,
+    WHOLE_MODELS,
+    Fidelity,
+    Status,
+    Verdict,
+)
 
 TEXT_COLUMNS = ("model", "kind", "mode", "scheme", "qspec", "backend", "stage", "error_type", "error_message",
                 "reason", "verdict", "nodeid", "divergence", "fidelity", "fidelity_reason", "fidelity_verdict")
@@ -111,7 +121,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
             "fidelity": r.get("fidelity"), "fidelity_reason": r.get("fidelity_reason"),
             "fidelity_verdict": r.get("fidelity_verdict"), "stand_in": bool(r.get("simulation_stand_in")),
             "expected_fidelity": r.get("expected_fidelity"),
-            "divergence": divergence_summary(r.get("divergence")),
+            "divergence": divergence_summary(r.get("divergence")), "model_source": r.get("model_source"),
             "documented": r.get("documented"), "expected": r.get("expected"),
             "limits": r.get("limits"),
             "quantized_ops": r.get("quantized_ops"), "float_ops": r.get("float_ops"),
@@ -121,7 +131,8 @@ def frame(records: list[dict]) -> pd.DataFrame:
         })
     columns = ["case_id", *AXES, "status", "stage", "error_type", "error_message", "reason", "verdict", "nodeid",
                "fidelity", "fidelity_reason", "fidelity_verdict", "stand_in", "expected_fidelity",
-               "divergence", "documented", "expected", "limits", "quantized_ops", "float_ops", "seconds",
+               "divergence", "model_source", "documented", "expected", "limits", "quantized_ops", "float_ops",
+               "seconds",
                *METRIC_COLUMNS, *PAYOFF_COLUMNS]
     df = pd.DataFrame(rows, columns=columns).sort_values("case_id", kind="stable").reset_index(drop=True)
     # pandas turns a missing text into NaN, which is truthy and prints as "nan": keep it None.
@@ -436,6 +447,32 @@ def surprises(run: Run) -> pd.DataFrame:
              "expected": (r["expected"] or {}).get("status", "pass"), "observed": observed(r),
              "reproduce": reproduce(r["nodeid"])} for _, r in picked.iterrows()]
     return pd.DataFrame(rows)
+
+
+YOUR_MODELS_TEXT = ("Models brought with `--models-from` or an entry point, one row per cell that did not "
+                    "pass: first what nothing explains (worse than expected, broken), then what an expectation "
+                    "by cause explains, with the start of its reason; `passed` counts the model's passing cells.")
+UNEXPLAINED_FIRST = {Verdict.WORSE.value: 0, Verdict.BROKEN.value: 0, Verdict.UNCONFIRMED.value: 1,
+                     Verdict.BETTER.value: 2, Verdict.KNOWN.value: 3, Verdict.UNAVAILABLE.value: 4}
+
+
+def your_models(run: Run) -> pd.DataFrame:
+    """The cells of the run's models that come from outside the suite and did not pass, the
+    unexplained first, each with the explanation the expectations give it."""
+    df = run.df[run.df["model_source"].notna()]
+    rows = []
+    for model, cells in df.groupby("model", sort=False):
+        passed = int((cells["status"] == Status.PASS.value).sum())
+        for _, r in cells[cells["status"] != Status.PASS.value].iterrows():
+            explained = r["verdict"] == Verdict.KNOWN.value
+            rows.append({"model": model, "passed": f"{passed}/{len(cells)}", "cell": r["case_id"],
+                         "observed": observed(r), "verdict": VERDICT_TEXT.get(r["verdict"], r["verdict"] or ""),
+                         "explanation": _known_reason(r) if explained else "",
+                         "order": UNEXPLAINED_FIRST.get(r["verdict"], 0)})
+    if not rows:
+        return pd.DataFrame(rows)
+    table = pd.DataFrame(rows).sort_values(["model", "order"], kind="stable")
+    return table.drop(columns="order").reset_index(drop=True)
 
 
 def details(run: Run) -> pd.DataFrame:
