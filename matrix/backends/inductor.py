@@ -81,10 +81,11 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
             model = torch.export.export(model, ctx.data.calibration[0]).module()
         run = compiled(model)
         sources = generated_code(run, *ctx.data.calibration[0])
+        size = serialized_bytes(model)
     inspection = inspect_code(sources)
     if isinstance(model, torch.fx.GraphModule):
         run = CompiledGraph(run, model, compiled)
-    return Deployed(run, inspection, size_bytes=serialized_bytes(model), profile=lambda inputs: time_split(run, inputs))
+    return Deployed(run, inspection, size_bytes=size, profile=lambda inputs: time_split(run, inputs))
 
 
 def pt2e_quantizer(scheme: str, qspec: QSpec):

@@ -151,6 +151,8 @@ def trace_run(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> QuantizedOp
 
 def deploy(ctx, model: nn.Module) -> Deployed:
     inspection = inspect_module(model)
+    with ctx.clock.stage(Stage.EXPORT):  # the artifact a user saves: the module's state, as torch.save writes it
+        size = serialized_bytes(model)
     with ctx.clock.stage(Stage.RUN):
         trace = trace_run(model, ctx.data.calibration[0])
     computed = trace.computed
@@ -165,8 +167,7 @@ def deploy(ctx, model: nn.Module) -> Deployed:
         with torch.no_grad():
             return model(*inputs)
 
-    return Deployed(run, inspection, model=model, size_bytes=serialized_bytes(model),
-                    profile=lambda inputs: time_split(run, inputs))
+    return Deployed(run, inspection, model=model, size_bytes=size, profile=lambda inputs: time_split(run, inputs))
 
 
 def _engine_reason(engine: str) -> str | None:

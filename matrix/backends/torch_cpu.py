@@ -63,13 +63,14 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
     with ctx.clock.stage(Stage.LOAD):
         model = model.eval()
         inspection = inspect_run(model, ctx.data.calibration[0])
+    with ctx.clock.stage(Stage.EXPORT):
+        size = serialized_bytes(model)
 
     def run(*inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return model(*inputs)
 
-    return Deployed(run, inspection, model=model, size_bytes=serialized_bytes(model),
-                    profile=lambda inputs: time_split(run, inputs))
+    return Deployed(run, inspection, model=model, size_bytes=size, profile=lambda inputs: time_split(run, inputs))
 
 
 register(Backend(

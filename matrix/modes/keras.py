@@ -134,11 +134,11 @@ def quantize(ctx: CellContext) -> Quantized:
         twin = train_qat(twin, ctx)
     with ctx.clock.stage(Stage.CONVERT):
         content = converter(twin, ctx).convert()
-        if ctx.scheme.trains:
-            simulation, kind = KerasModel(twin), "the trained tfmot QAT model (fake-quant in TensorFlow)"
-        else:
-            bits = 16 if int16_activations(ctx.qspec) else 8
-            simulation, kind = simulation_for(ctx, bits)
+    if ctx.scheme.trains:
+        simulation, kind = KerasModel(twin), "the trained tfmot QAT model (fake-quant in TensorFlow)"
+    else:
+        bits = 16 if int16_activations(ctx.qspec) else 8
+        simulation, kind = simulation_for(ctx, bits)
     return Quantized(TFLiteModel(content, channels_last=True), simulation, kind, stand_in=not ctx.scheme.trains,
                      float_artifact=lambda: float_tflite(float_twin))
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from matrix.cell import first_line
 from matrix.contract import Quantized
 from matrix.formats.float_artifacts import FloatArtifacts
 from matrix.formats.tflite import PACKAGES as LITERT_PACKAGES
@@ -41,7 +42,25 @@ AEQ_RECIPES = {"ptq_static": "static_wi8_ai8", "ptq_dynamic": "dynamic_wi8_afp32
 FLOAT_TFLITE = FloatArtifacts()
 
 
+class StandInUnbuilt(RuntimeError):
+    """The harness's own simulation of a quantizer that works outside PyTorch cannot be built for
+    the model: the cell is an error of the harness, never a finding about the quantizer."""
+
+
 def simulation_for(ctx: CellContext, activation_bits: int = 8) -> tuple:
+    """The stand-in simulation of the cell's recipe, and what it is. Called outside every stage:
+    it is the harness's, and a failure of it (eager prepare refusing a layer the quantizer takes:
+    a GRU's tuple output, per-channel ConvTranspose weights) is raised as :class:`StandInUnbuilt`."""
+    try:
+        return _simulation(ctx, activation_bits)
+    except Exception as exc:
+        cause = getattr(exc, "cause", exc)  # a stage the simulation opened (calibrate) wraps it
+        raise StandInUnbuilt(f"the harness's stand-in simulation of the recipe (PyTorch eager fake-quant of the "
+                             f"float model) cannot be built for this model: {type(cause).__name__}: "
+                             f"{first_line(cause)}") from cause
+
+
+def _simulation(ctx: CellContext, activation_bits: int) -> tuple:
     model = copy.deepcopy(ctx.float_model).eval()
     scheme = ctx.scheme.name
     if scheme == "ptq_dynamic":
@@ -60,8 +79,7 @@ def quantize_litert_recipe(ctx: CellContext) -> Quantized:
         from litert_torch.generative.quantize import quant_recipes
 
         ctx.handoff[QUANT_CONFIG] = getattr(quant_recipes, LITERT_RECIPES[ctx.scheme.name])()
-    with ctx.clock.stage(Stage.CONVERT):
-        simulation, kind = simulation_for(ctx)
+    simulation, kind = simulation_for(ctx)
     return Quantized(copy.deepcopy(ctx.float_model).eval(), simulation, kind, stand_in=True)
 
 
@@ -90,7 +108,7 @@ def quantize_aeq(ctx: CellContext) -> Quantized:
             statistics = calibrating.get_model_qsvs()
     with ctx.clock.stage(Stage.CONVERT):
         result = quantizing.quantize(statistics, enable_progress_report=False)
-        simulation, kind = simulation_for(ctx, bits)
+    simulation, kind = simulation_for(ctx, bits)
     return Quantized(TFLiteModel(bytes(result.quantized_model)), simulation, kind, stand_in=True,
                      float_artifact=lambda: TFLiteModel(float_tflite))
 
