@@ -41,7 +41,9 @@ from matrix.tomlfile import load_toml
 from matrix.vocabulary import (
     ACCURACY_METRICS,
     FIDELITIES,
+    MATCHES_NO_CELL,
     RANK,
+    SHADOWED,
     STATUSES,
     SURPRISES,
     Fidelity,
@@ -100,14 +102,17 @@ class Entry:
         """The entry's glob patterns as one regular expression (fnmatch's own translation)."""
         return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in self.cases))
 
+    def names(self, case_id: str, claimable: bool) -> bool:
+        """Whether the entry's patterns (and, for a docs claim, ``claimable``) take the cell, before
+        any condition on the model's module types."""
+        return (self.kind != "claim" or claimable) and self._pattern.match(case_id) is not None
+
     def matches(self, case_id: str, claimable: bool, module_types: ModuleTypes | None = None) -> bool:
         """Whether the entry speaks of a cell; a docs claim only of a ``claimable`` one
         (see :meth:`Expectations.lookup`); an entry with ``modules`` only of a cell whose model
         holds one of them, or with ``lacks_modules`` none (``module_types``; none known: the
         entry does not match)."""
-        if self.kind == "claim" and not claimable:
-            return False
-        if self._pattern.match(case_id) is None:
+        if not self.names(case_id, claimable):
             return False
         if not (self.modules or self.lacks_modules):
             return True
@@ -226,19 +231,18 @@ class Expectations:
             return Expectation(Status.PASS.value, None, None, None, **fidelity)
         return Expectation(entry.status, entry.text, entry, claim, **fidelity, causes=causes)
 
-    def stale(self, cells: Iterable[tuple[str, bool, ModuleTypes | None]]) -> list[Entry]:
-        """Entries that match none of the given cells (``(case_id, claimable, module_types)``)."""
-        cells = list(cells)
-        return [e for e in self.entries if not any(e.matches(*cell) for cell in cells)]
-
     def unused(self, cells: Iterable[tuple[str, bool, ModuleTypes | None]]) -> list[tuple[Entry, str]]:
-        """Entries no cell's expectation comes from, each with why: it matches none of the cells, or
+        """Entries no cell's expectation comes from (cells as ``(case_id, claimable, module_types)``),
+        each with why: it matches none of the cells, or
         on every cell it matches an earlier entry of its kind, under the same conditions, speaks
         first of what it speaks of (the status, the fidelity); ``at_worst`` entries are all consulted."""
         matched: set[int] = set()
         used: set[int] = set()
         for cell in cells:
-            found = [i for i, entry in enumerate(self.entries) if entry.matches(*cell)]
+            named = [i for i, entry in enumerate(self.entries) if entry.names(*cell[:2])]
+            if used.issuperset(named):
+                continue  # nothing left to learn here; a model's module types are built only when needed
+            found = [i for i in named if self.entries[i].matches(*cell)]
             matched.update(found)
             for position, i in enumerate(found):
                 entry = self.entries[i]
@@ -246,8 +250,7 @@ class Expectations:
                 if entry.at_worst or any(not any(_speaks_first(other, entry, about) for other in earlier)
                                          for about in _abouts(entry)):
                     used.add(i)
-        shadowed = "shadowed by earlier entries on every cell it matches"
-        return [(entry, shadowed if i in matched else "matches no cell")
+        return [(entry, SHADOWED if i in matched else MATCHES_NO_CELL)
                 for i, entry in enumerate(self.entries) if i not in used]
 
 

@@ -99,6 +99,9 @@ ACCURACY_METRICS = ("sqnr_db", "accuracy_drop")
 FIDELITY_METRIC = "lsb_err_vs_sim"
 # Verdicts that turn a run red.
 SURPRISES = (Verdict.WORSE.value, Verdict.BROKEN.value, Verdict.BETTER.value)
+# Why an expectation entry is stale: no cell takes its expectation from it.
+MATCHES_NO_CELL = "matches no cell"
+SHADOWED = "shadowed by earlier entries on every cell it matches"
 # Records written before verdicts had words of their own carry pytest's outcome.
 LEGACY_VERDICTS = {"passed": Verdict.AS_EXPECTED.value, "xfailed": Verdict.KNOWN.value,
                    "xpassed": Verdict.BETTER.value, "failed": Verdict.WORSE.value,

@@ -324,9 +324,8 @@ def expectations(run: tables.Run, env: dict, positions: dict[str, int]) -> str:
     surprising, known = tables.surprises(run), tables.known_outcomes(run)
     if len(known):
         known["cells"] = known["cells"].map(", ".join)
-    stale = env.get("stale_expectations") or []
-    stale_list = "".join(f"<li>{_e(s['entry'])} (expects {_e(s['status'])}) {_e(s.get('why', 'matches no cell'))}</li>"
-                         for s in stale)
+    stale = tables.stale_expectations(env)
+    stale_list = "".join(f"<li>{_e(line)}</li>" for line in stale)
     body = ("<h3>Surprises: worse than expected (pytest failed) or better (xpass)</h3>"
             + (keyed_table(surprising, positions) if len(surprising) else "<p><i>none</i></p>")
             + "<h3>Known outcomes: accepted non-pass outcomes with their reasons</h3>"

@@ -237,7 +237,6 @@ def merge_notes(env: dict) -> str:
 def render_markdown(env: dict, records: list[dict]) -> str:
     run = tables.load(env, records)
     title = env.get("label") or env.get("date", "run")
-    stale = env.get("stale_expectations") or []
     support = tables.mode_support(run)
     for backend in support.columns[2:]:
         support[backend] = [Tally(v.statuses, v.rated, "report.html#per-model") if isinstance(v, Tally) else v
@@ -277,8 +276,7 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         + table(tables.surprises(run)),
         "## Known outcomes\n\nAccepted non-pass outcomes, each with its reason and source.\n\n"
         + known_outcomes(run),
-        "## Stale expectations\n\n" + ("\n".join(f"- {escape(s['entry'])} (expects {escape(s['status'])}) "
-                                                 f"{escape(s.get('why', 'matches no cell'))}" for s in stale)
+        "## Stale expectations\n\n" + ("\n".join(f"- {escape(line)}" for line in tables.stale_expectations(env))
                                        or "_none_"),
         "## Legend\n\n" + legend() + "\n\n" + RATE_LEGEND,
         "## Per cell\n\n" + PER_CELL,

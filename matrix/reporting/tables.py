@@ -27,6 +27,7 @@ from matrix.reporting.values import (
 from matrix.vocabulary import (
     AXES,
     FAILED,
+    MATCHES_NO_CELL,
     NOT_APPLICABLE,
     QUANTIZED,
     SURPRISES,
@@ -447,6 +448,13 @@ def surprises(run: Run) -> pd.DataFrame:
              "expected": (r["expected"] or {}).get("status", "pass"), "observed": observed(r),
              "reproduce": reproduce(r["nodeid"])} for _, r in picked.iterrows()]
     return pd.DataFrame(rows)
+
+
+def stale_expectations(env: dict) -> list[str]:
+    """The run's stale expectation entries, a line each: the entry, what it expects, and why (a run
+    written before runs recorded why listed only the entries that matched no cell)."""
+    return [f"{s['entry']} (expects {s['status']}) {s.get('why', MATCHES_NO_CELL)}"
+            for s in env.get("stale_expectations") or []]
 
 
 YOUR_MODELS_TEXT = ("Models brought with `--models-from` or an entry point, one row per cell that did not "
