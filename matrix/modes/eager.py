@@ -13,7 +13,14 @@ from torch import nn
 
 from matrix.contract import Quantized
 from matrix.modes import Mode, calibrate, register, takes_engine_models, torchscript_route, train
-from matrix.modes.simulation import dynamic_simulation, qat_simulation, static_simulation
+from matrix.modes.simulation import (
+    RECURRENT,
+    TRANSPOSED,
+    dynamic_simulation,
+    qat_simulation,
+    quantize_weights,
+    static_simulation,
+)
 from matrix.qconfigs import torch_qconfig
 from matrix.vocabulary import Stage
 
@@ -158,6 +165,26 @@ def recipe_simulation(ctx: CellContext, activation_bits: int = 8) -> nn.Module:
     weight = ob.PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
                                                    quant_min=-127, quant_max=127)
     _assign_qconfig(model, tq.QConfig(activation=activation, weight=weight), tq.float_qparams_weight_only_qconfig)
+    # Eager prepare refuses two layers the recipe quantizes: a per-channel weight observer on a
+    # transposed convolution (prepared per tensor, then weights quantized per output channel, axis 1
+    # of torch's layout, as TFLite's TRANSPOSE_CONV stores them), and a recurrent layer's tuple output
+    # (left unobserved: its weights alone are quantized, per row).
+    for module in model.modules():
+        if isinstance(module, RECURRENT):
+            module.qconfig = None
+        elif isinstance(module, TRANSPOSED):
+            if module.groups != 1:
+                raise NotImplementedError(f"{type(module).__name__} with groups={module.groups}: the simulation "
+                                          "quantizes transposed convolution weights per channel for groups=1 only")
+            module.qconfig = tq.QConfig(activation=activation, weight=ob.MinMaxObserver.with_args(
+                dtype=torch.qint8, qscheme=torch.per_tensor_symmetric))
     tq.prepare(model, inplace=True)
     calibrate(model, ctx)
-    return static_simulation(model)
+    for module in model.modules():
+        if isinstance(module, TRANSPOSED):
+            module.qconfig = tq.QConfig(activation=activation, weight=weight.with_args(ch_axis=1))
+    simulation = static_simulation(model)
+    for module in simulation.modules():
+        if isinstance(module, RECURRENT):
+            quantize_weights(module, weight)
+    return simulation

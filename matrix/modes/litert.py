@@ -27,7 +27,7 @@ from matrix.formats.tflite import PACKAGES as LITERT_PACKAGES
 from matrix.formats.tflite import QUANT_CONFIG, TFLiteModel, convert, litert_torch
 from matrix.modes import Mode, of_family, register
 from matrix.modes.eager import recipe_simulation
-from matrix.modes.simulation import dynamic_simulation, fp16_simulation, weight_only_simulation
+from matrix.modes.simulation import RECURRENT, dynamic_simulation, fp16_simulation, weight_only_simulation
 from matrix.qspecs import int16_activations
 from matrix.vocabulary import Stage
 
@@ -49,8 +49,8 @@ class StandInUnbuilt(RuntimeError):
 
 def simulation_for(ctx: CellContext, activation_bits: int = 8) -> tuple:
     """The stand-in simulation of the cell's recipe, and what it is. Called outside every stage:
-    it is the harness's, and a failure of it (eager prepare refusing a layer the quantizer takes:
-    a GRU's tuple output, per-channel ConvTranspose weights) is raised as :class:`StandInUnbuilt`."""
+    it is the harness's, and a failure of it (a layer eager prepare refuses and the simulation
+    has no way around) is raised as :class:`StandInUnbuilt`."""
     try:
         return _simulation(ctx, activation_bits)
     except Exception as exc:
@@ -69,8 +69,10 @@ def _simulation(ctx: CellContext, activation_bits: int) -> tuple:
         return weight_only_simulation(model), "weights quantize-dequantized per channel, activations float"
     if scheme == "fp16":
         return fp16_simulation(model), "parameters rounded to float16"
-    return (recipe_simulation(ctx, activation_bits),
-            f"PyTorch fake-quant of the recipe: MinMax int{activation_bits} activations, per-channel int8 weights")
+    kind = f"PyTorch fake-quant of the recipe: MinMax int{activation_bits} activations, per-channel int8 weights"
+    if any(isinstance(module, RECURRENT) for module in model.modules()):
+        kind += "; a recurrent layer's weights only (its activations stay float in the simulation)"
+    return recipe_simulation(ctx, activation_bits), kind
 
 
 def quantize_litert_recipe(ctx: CellContext) -> Quantized:

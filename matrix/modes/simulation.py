@@ -22,6 +22,7 @@ from torch.ao.quantization.observer import ObserverBase
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Linear,
             nn.Embedding, nn.EmbeddingBag)
 RECURRENT = (nn.LSTM, nn.GRU)
+TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 GRID = "_qmatrix_grid"
 
 
@@ -132,12 +133,17 @@ def dynamic_simulation(model: nn.Module) -> nn.Module:
             _fake_quant_weight(module, default_dynamic_qconfig.weight())
             module.register_forward_pre_hook(_dynamic_input_hook)
         elif isinstance(module, RECURRENT):
-            for name, param in module.named_parameters():
-                if name.startswith("weight"):
-                    observer = default_dynamic_qconfig.weight()
-                    observer(param.detach())
-                    param.data = _quantize_weight(param.detach().float(), observer).dequantize()
+            quantize_weights(module, default_dynamic_qconfig.weight)
     return sim
+
+
+def quantize_weights(recurrent: nn.Module, observer: type[ObserverBase]) -> None:
+    """A recurrent layer's weight matrices quantize-dequantized, each observed on its own."""
+    for name, param in recurrent.named_parameters():
+        if name.startswith("weight"):
+            observing = observer()
+            observing(param.detach())
+            param.data = _quantize_weight(param.detach().float(), observing).dequantize()
 
 
 def weight_only_simulation(model: nn.Module) -> nn.Module:
