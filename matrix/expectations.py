@@ -182,13 +182,18 @@ class Expectations:
         self._installed: dict[str, str | None] = {}
 
     @classmethod
-    def load(cls, path: Path = PATH) -> Expectations:
+    def load(cls, path: Path = PATH, axis_values: dict[str, Iterable[str]] | None = None) -> Expectations:
+        """The entries of ``path``; with ``axis_values`` (each axis's registered names), every
+        part of a case pattern must name one of them (see :func:`_check_axis_values`)."""
         table = load_toml(path, ExpectationError)
         unknown = set(table) - {"claim", "expect"}
         if unknown:
             raise ExpectationError(f"{path}: unknown tables {sorted(unknown)} (valid: claim, expect)")
         entries = [_entry(path, "claim", i, raw) for i, raw in enumerate(table.get("claim", []))]
         entries += [_entry(path, "expect", i, raw) for i, raw in enumerate(table.get("expect", []))]
+        if axis_values is not None:
+            for entry in entries:
+                _check_axis_values(path, entry, axis_values)
         return cls(entries, path)
 
     def _version(self, package: str) -> str | None:
@@ -324,6 +329,19 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
         error_match=pattern, versions=versions, **lists, at_worst=raw.get("at_worst", False),
         fidelity=raw.get("fidelity"),
     )
+
+
+def _check_axis_values(path: Path, entry: Entry, axis_values: dict[str, Iterable[str]]) -> None:
+    """Each hyphen-separated part of each case pattern names a value of some axis (a part with
+    wildcards matches one): a misspelt mode or a model that is not registered is a usage error
+    naming the entry, not an entry that silently matches nothing."""
+    known = {name for names in axis_values.values() for name in names}
+    for pattern in entry.cases:
+        for part in pattern.split("-"):
+            if part.strip("*") and not (fnmatch.filter(known, part) if set(part) & set("*?[") else part in known):
+                raise ExpectationError(
+                    f"{path}: [[{entry.kind}]] #{entry.index + 1}: 'cases' pattern {pattern!r}: {part!r} names no "
+                    f"{', '.join(axis.rstrip('s') for axis in axis_values)} (the registered values of each axis)")
 
 
 def _torch_module_type(name: str) -> bool:

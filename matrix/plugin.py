@@ -192,7 +192,7 @@ def pytest_configure(config: pytest.Config) -> None:
         timeout = config.getoption("cell_timeout")
         if timeout is not None and not timeout > 0:
             raise SelectionError(f"--cell-timeout must be a positive number of seconds, not {timeout:g}")
-        expectations = Expectations.load(Path(config.getoption("expectations") or EXPECTATIONS_PATH))
+        expectations = Expectations.load(Path(config.getoption("expectations") or EXPECTATIONS_PATH), AXES)
         thresholds = Thresholds.load(Path(config.getoption("thresholds") or THRESHOLDS_PATH))
     except (SelectionError, ExpectationError, ThresholdError) as exc:
         raise pytest.UsageError("\n".join([str(exc), *source_errors])) from None

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from torch import nn
 
@@ -379,6 +381,28 @@ status = "fail"
 reason = "r"
 source = "s"
 ''')
+
+
+@pytest.mark.parametrize(("pattern", "part"), [
+    ("op_linear-fxx-ptq_static-*", "fxx"),  # a misspelt mode
+    ("my_net-*", "my_net"),  # a model nobody registered
+    ("*-pt2e-qat-xnnpak*", "xnnpak*"),  # a wildcard part that matches no backend
+])
+def test_a_case_pattern_naming_no_axis_value_is_an_error_naming_the_part(tmp_path, pattern, part):
+    from matrix.plugin import AXES
+
+    path = tmp_path / "expectations.toml"
+    path.write_text(f'[[expect]]\ncases = ["op_linear-*", "{pattern}"]\nstatus = "fail"\nreason = "r"\nsource = "s"\n')
+    Expectations.load(path)  # without the registries (rendering a past run) the patterns are not checked
+    with pytest.raises(ExpectationError, match=rf"{path}: \[\[expect\]\] #1: 'cases' pattern '{re.escape(pattern)}': "
+                                               rf"'{re.escape(part)}' names no model, mode, scheme, qspec, backend"):
+        Expectations.load(path, AXES)
+
+
+def test_shipped_case_patterns_name_registered_axis_values():
+    from matrix.plugin import AXES
+
+    assert len(Expectations.load(axis_values=AXES).entries) == len(Expectations.load().entries)
 
 
 def test_an_entry_for_an_absence_holds_on_models_without_those_modules(tmp_path):
