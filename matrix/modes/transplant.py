@@ -20,6 +20,10 @@ FX model's quantization parameters into PT2E's Q/DQ ops. On today's API:
   torch, takes the module as it is).
 - A QAT model is captured in training mode and stays a QAT model: it trains on in PT2E
   (``move_exported_model_to_train``) before convert_pt2e; the record says whether its loss moved.
+- convert_pt2e gives each user of a shared dequantize its own copy (torchao's DuplicateDQPass),
+  but only users a quantizer annotated, and the transplanted graph has no annotations: the
+  copies are made after convert_pt2e instead (a residual's skip and its branch's first linear
+  sharing one dequantize is a dependency cycle to ExecuTorch's XNNPACK partitioner).
 """
 
 from __future__ import annotations
@@ -209,7 +213,24 @@ def carry(ctx: CellContext, prepared: torch.fx.GraphModule, how: str) -> Quantiz
     if training:
         notes["pt2e_training"] = _train_on(graph_module, ctx, pt2e)
     with ctx.clock.stage(Stage.CONVERT):
-        quantized = pt2e.convert_pt2e(graph_module, fold_quantize=ctx.backend.pt2e_fold_quantize)
+        quantized = duplicate_dequantize(pt2e.convert_pt2e(graph_module, fold_quantize=ctx.backend.pt2e_fold_quantize))
     hand_off_static(ctx)
     return Quantized(quantized, quantized, f"the converted PT2E model run eagerly (Q/DQ in float), {how}",
                      notes=notes)
+
+
+def duplicate_dequantize(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Each user of a dequantize node after the first given a copy of its own, as DuplicateDQPass
+    does for annotated users: the same values, one dequantize per consumer."""
+    decomposed = torch.ops.quantized_decomposed
+    dequantize = {decomposed.dequantize_per_tensor.default, decomposed.dequantize_per_tensor.tensor,
+                  decomposed.dequantize_per_channel.default}
+    graph = graph_module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target in dequantize and len(node.users) > 1:
+            for user in list(node.users)[1:]:
+                with graph.inserting_after(node):
+                    user.replace_input_with(node, graph.node_copy(node))
+    graph.lint()
+    graph_module.recompile()
+    return graph_module
