@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import resource
 import traceback
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from matrix.backends import BACKENDS
-from matrix.cases import Case
+from matrix.cases import Case, expand
 from matrix.cell import StageClock, StageFailed, Unavailable, first_line, stable_seed, unavailable_reason
 from matrix.contract import CellContext, Deployed, Quantized
 from matrix.formats.compiled import CompiledGraph
@@ -25,9 +26,9 @@ from matrix.payoff import DEFAULT_LATENCY, measure, timed
 from matrix.qspecs import QSPECS
 from matrix.schemes import SCHEMES
 from matrix.thresholds import JUDGED, Thresholds, judge
-from matrix.vocabulary import FIDELITY_METRIC, Record, Stage, Status, two_answers
+from matrix.vocabulary import FIDELITY_METRIC, WHOLE_MODELS, Record, Stage, Status, two_answers
 from matrix.watchdog import CellTimeout, time_limit
-from models import BATCH, MODELS, Inputs
+from models import BATCH, MODELS, Inputs, layers, operator_models
 
 # What first divergence looked inside (the record's ``divergence.compared``).
 DEPLOYED = "the deployed model"
@@ -146,6 +147,14 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         reference = in_batches(float_model, data.evaluation)
         if not torch.isfinite(reference).all():
             raise ValueError("the float model's output holds NaN or Inf")
+    record["layers"] = layers(float_model)
+    if case.kind in WHOLE_MODELS:
+        # The cell of the same mode, scheme, backend and qspec of each layer class's operator model:
+        # the report reads its outcome as evidence for this cell's (matrix.reporting.tables).
+        # (only cells the matrix has: a qspec made for whole models has no operator cells).
+        by_layer, matrix = _operator_cells()
+        record["operator_cells"] = {layer: cell for layer, model in by_layer.items() if layer in record["layers"]
+                                    and (cell := model + case.id[len(case.model):]) in matrix}
     backend = BACKENDS[case.backend]
     ctx = CellContext(case, spec, SCHEMES[case.scheme], QSPECS[case.qspec], backend, float_model, data, clock,
                       artifacts)
@@ -189,10 +198,10 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
             over = {v.metric for v in violations}
             off_simulation_only = FIDELITY_METRIC in over and "sqnr_db" not in over
             subject, compared = _localized(deployed, quantized)
-            layers = len(last_nodes(subject.model)) if isinstance(subject, CompiledGraph) else 0
-            if layers > limits["max_recompiled_layers"]:
+            graph_layers = len(last_nodes(subject.model)) if isinstance(subject, CompiledGraph) else 0
+            if graph_layers > limits["max_recompiled_layers"]:
                 record["divergence"] = {"error": (
-                    f"{compared}: its {layers} layers are more than max_recompiled_layers "
+                    f"{compared}: its {graph_layers} layers are more than max_recompiled_layers "
                     f"({limits['max_recompiled_layers']:g}); compiling it again with them as outputs costs more "
                     "than the cell")}
                 return
@@ -200,6 +209,13 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
             with recompile_limit(limits["max_recompiled_layers"]):
                 record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,
                                                    off_simulation_only, compared, start, case.model)
+
+
+@functools.cache
+def _operator_cells() -> tuple[dict[str, str], frozenset[str]]:
+    """The operator model of each layer class, and the ids of every operator cell of the matrix."""
+    operators = {name: spec for name, spec in MODELS.items() if spec.kind == "operator"}
+    return operator_models(), frozenset(case.id for case in expand(operators, MODES, SCHEMES, BACKENDS, QSPECS))
 
 
 def _localized(deployed: Deployed, quantized: Quantized) -> tuple[nn.Module, str]:

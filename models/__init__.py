@@ -137,6 +137,48 @@ def module_types(model: nn.Module) -> frozenset[str]:
     return frozenset(held)
 
 
+# Parts of a model that name no layer of their own.
+NOT_LAYERS = ("QuantStub", "DeQuantStub", "Identity", "Dropout", "FloatFunctional", "QFunctional")
+# Layers taken whole: their submodules are their own (an attention's out_proj).
+WHOLE_LAYERS = (nn.RNNBase, nn.MultiheadAttention)
+SHOWN_NAMES = 4
+
+
+def layers(model: nn.Module) -> dict[str, dict]:
+    """The model's layers of torch's own classes by class name, each with how many the model
+    holds and the names of the first few: ``{"Conv2d": {"count": 3, "names": ["conv1", ...]}}``.
+    A layer is a leaf module, or a recurrent or attention layer whole."""
+    found: dict[str, dict] = {}
+    wholes: list[str] = []
+    for name, module in model.named_modules():
+        cls = type(module)
+        if any(name.startswith(whole + ".") for whole in wholes):
+            continue
+        if isinstance(module, WHOLE_LAYERS):
+            wholes.append(name)
+        elif any(True for _ in module.children()):
+            continue
+        if not cls.__module__.startswith("torch.nn") or cls.__name__ in NOT_LAYERS:
+            continue
+        layer = found.setdefault(cls.__name__, {"count": 0, "names": []})
+        layer["count"] += 1
+        if len(layer["names"]) < SHOWN_NAMES:
+            layer["names"].append(name or "(the model)")
+    return found
+
+
+def operator_models() -> dict[str, str]:
+    """The registered operator model of each layer class: the operator models that hold one
+    class of layer only (``op_conv2d``: Conv2d), by that class's name."""
+    by_layer: dict[str, str] = {}
+    for spec in MODELS.values():
+        if spec.kind == "operator":
+            held = layers(spec.build())
+            if len(held) == 1:
+                by_layer.setdefault(next(iter(held)), spec.name)
+    return by_layer
+
+
 MODELS: dict[str, ModelSpec] = {}
 
 

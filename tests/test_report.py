@@ -270,3 +270,33 @@ def test_known_outcomes_show_a_few_cells_in_markdown_and_all_in_html():
     known = text.split("## Known outcomes")[1].split("##")[0]
     assert "and 2 more" in known and "conv6-fx-ptq_dynamic-fbgemm" not in known
     assert "conv5-fx-ptq_dynamic-fbgemm, conv6-fx-ptq_dynamic-fbgemm" in render_html(ENV, records)
+
+
+def test_a_model_cell_is_shown_beside_the_operator_cells_of_its_layers_that_did_not_pass():
+    conv = {"count": 3, "names": ["conv1", "conv2", "conv3"]}
+    records = [
+        cell("net", "eager", "ptq_dynamic", "fbgemm", "not_quantized", verdict="worse",
+             layers={"Conv2d": conv, "Linear": {"count": 1, "names": ["fc"]}, "GRU": {"count": 1, "names": ["rnn"]}},
+             operator_cells={"Conv2d": "op_conv2d-eager-ptq_dynamic-fbgemm",
+                             "Linear": "op_linear-eager-ptq_dynamic-fbgemm", "GRU": "op_gru-eager-ptq_dynamic-fbgemm"}),
+        cell("op_conv2d", "eager", "ptq_dynamic", "fbgemm", "not_quantized", kind="operator", verdict="known",
+             expected={"status": "not_quantized", "reason": "no dynamic conv", "source": "docs"}),
+        cell("op_linear", "eager", "ptq_dynamic", "fbgemm", "pass", kind="operator", quantized_ops=1),
+        cell("fine", "eager", "ptq_dynamic", "fbgemm", "pass", quantized_ops=2, layers={"Conv2d": conv},
+             operator_cells={"Conv2d": "op_conv2d-eager-ptq_dynamic-fbgemm"}),
+    ]
+    run = run_of(records)
+    evidence = tables.operator_evidence(run)
+    # The operator that did not pass is named with its layers and reason; the one that passed is not
+    # evidence; the one the run did not hold is named as not run; a passing model cell needs none.
+    assert evidence == {"net-eager-ptq_dynamic-fbgemm": (
+        "3 Conv2d (conv1, conv2, conv3): op_conv2d-eager-ptq_dynamic-fbgemm: not_quantized (no dynamic conv); "
+        "operator evidence not run: op_gru-eager-ptq_dynamic-fbgemm")}
+    assert tables.explained_by_operators(run) == 1
+    shown_row = tables.surprises(run).set_index("cell").loc["net-eager-ptq_dynamic-fbgemm"]
+    assert shown_row["operator evidence"] == evidence["net-eager-ptq_dynamic-fbgemm"]
+    markdown = render_markdown(ENV, records)
+    assert "Surprising model cells with operator evidence: 1." in markdown
+    assert re.search(r"3 Conv2d \(conv1, conv2, conv3\): op\\?_conv2d-eager-ptq\\?_dynamic-fbgemm: "
+                     r"not\\?_quantized", markdown)
+    assert "operator evidence: 1." in render_html(ENV, records)

@@ -138,6 +138,9 @@ def test_a_users_model_of_known_problem_parts_is_explained_by_cause(tmp_path):
     yours = report.split("## Your models", 1)[1].split("\n## ", 1)[0]
     assert all(cid in yours for cid, r in found.items() if r["status"] != "pass")
     assert "kp_convs-eager-ptq_static-x86" not in yours and "| kp_gru " in yours and "1/3" in yours
+    # The operator cells of its layers were not part of this run: the report says so, by name.
+    assert found["kp_gru-eager-ptq_static-x86"]["operator_cells"]["GRU"] == "op_gru-eager-ptq_static-x86"
+    assert "operator evidence not run: op_gru-eager-ptq_static-x86" in yours
 
 
 @pytest.mark.parametrize(("content", "error"), [

@@ -327,6 +327,8 @@ def expectations(run: tables.Run, env: dict, positions: dict[str, int]) -> str:
     stale = tables.stale_expectations(env)
     stale_list = "".join(f"<li>{_e(line)}</li>" for line in stale)
     body = ("<h3>Surprises: worse than expected (pytest failed) or better (xpass)</h3>"
+            + f"<p>{_e(tables.OPERATOR_EVIDENCE_TEXT).replace('*', '')} Surprising model cells with operator "
+              f"evidence: {tables.explained_by_operators(run)}.</p>"
             + (keyed_table(surprising, positions) if len(surprising) else "<p><i>none</i></p>")
             + "<h3>Known outcomes: accepted non-pass outcomes with their reasons</h3>"
             + (keyed_table(known, positions) if len(known) else "<p><i>none</i></p>")

@@ -272,8 +272,9 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         "do not compute what the recipe simulates. A departure from a stand-in simulation (another tool's "
         "recipe re-implemented in PyTorch) is unconfirmed until the stand-in is checked.\n\n"
         + departures(run),
-        "## Surprises\n\nCells worse than expected (pytest failed) or better (xpass).\n\n"
-        + table(tables.surprises(run)),
+        "## Surprises\n\nCells worse than expected (pytest failed) or better (xpass). "
+        + tables.OPERATOR_EVIDENCE_TEXT + f" Surprising model cells with operator evidence: "
+        f"{tables.explained_by_operators(run)}.\n\n" + table(tables.surprises(run)),
         "## Known outcomes\n\nAccepted non-pass outcomes, each with its reason and source.\n\n"
         + known_outcomes(run),
         "## Stale expectations\n\n" + ("\n".join(f"- {escape(line)}" for line in tables.stale_expectations(env))

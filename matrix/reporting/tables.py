@@ -126,6 +126,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
             "documented": r.get("documented"), "expected": r.get("expected"),
             "limits": r.get("limits"),
             "quantized_ops": r.get("quantized_ops"), "float_ops": r.get("float_ops"),
+            "layers": r.get("layers") or {}, "operator_cells": r.get("operator_cells") or {},
             "seconds": round(sum((r.get("timings") or {}).values()), 2),
             **{k: metrics.get(k) for k in METRIC_COLUMNS},
             **payoff_columns(r),
@@ -133,7 +134,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
     columns = ["case_id", *AXES, "status", "stage", "error_type", "error_message", "reason", "verdict", "nodeid",
                "fidelity", "fidelity_reason", "fidelity_verdict", "stand_in", "expected_fidelity",
                "divergence", "model_source", "documented", "expected", "limits", "quantized_ops", "float_ops",
-               "seconds",
+               "layers", "operator_cells", "seconds",
                *METRIC_COLUMNS, *PAYOFF_COLUMNS]
     df = pd.DataFrame(rows, columns=columns).sort_values("case_id", kind="stable").reset_index(drop=True)
     # pandas turns a missing text into NaN, which is truthy and prints as "nan": keep it None.
@@ -442,12 +443,57 @@ def known_outcomes(run: Run) -> pd.DataFrame:
 
 
 def surprises(run: Run) -> pd.DataFrame:
-    """Cells worse or better than expected, and broken cases, with the command that reruns each."""
+    """Cells worse or better than expected, and broken cases, with the operator evidence of a
+    model cell (:func:`operator_evidence`) and the command that reruns each."""
     picked = run.df[run.df["verdict"].isin(SURPRISES)]
+    evidence = operator_evidence(run)
     rows = [{"cell": r["case_id"], "verdict": VERDICT_TEXT[r["verdict"]],
              "expected": (r["expected"] or {}).get("status", "pass"), "observed": observed(r),
+             "operator evidence": evidence.get(r["case_id"], ""),
              "reproduce": reproduce(r["nodeid"])} for _, r in picked.iterrows()]
     return pd.DataFrame(rows)
+
+
+OPERATOR_EVIDENCE_TEXT = (
+    "A model cell that did not pass, beside it the operator cells of the run of the same mode, scheme, "
+    "backend and qspec, one per layer class the model holds, that did not pass either (*operator evidence*): "
+    "the layers, the operator cell, its outcome and why. An operator cell the run did not hold is named as "
+    "not run.")
+
+
+def operator_evidence(run: Run) -> dict[str, str]:
+    """For each whole-model cell that ran and did not pass: per layer class it holds, the outcome of
+    that class's operator cell of the same mode, scheme, backend and qspec (the record's
+    ``operator_cells``) where that cell did not pass either, with its expectation's reason or its
+    error; and the operator cells the run did not hold. Keyed by case id; a cell with none is absent."""
+    df = run.df
+    by_id = dict(zip(df["case_id"], (r for _, r in df.iterrows())))
+    ran = df["kind"].isin(WHOLE_MODELS) & ~df["status"].isin([Status.PASS.value, *NOT_APPLICABLE])
+    found: dict[str, str] = {}
+    for _, r in df[ran].iterrows():
+        struck, not_run = [], []
+        for layer, cell in (r["operator_cells"] or {}).items():
+            op = by_id.get(cell)
+            if op is None:
+                not_run.append(cell)
+            elif op["status"] != Status.PASS.value:
+                held = r["layers"].get(layer, {"count": 0, "names": []})
+                names = ", ".join(held["names"]) + (", ..." if held["count"] > len(held["names"]) else "")
+                why = _known_reason(op) or short(op["error_message"] or op["reason"], 160)
+                outcome = f"{held['count']} {layer} ({names}): {cell}: {op['status']}"
+                struck.append(outcome + (f" ({why})" if why else ""))
+        parts = struck + ([f"operator evidence not run: {', '.join(not_run)}"] if not_run else [])
+        if parts:
+            found[r["case_id"]] = "; ".join(parts)
+    return found
+
+
+def explained_by_operators(run: Run) -> int:
+    """The surprising model cells (worse than expected, broken) beside which an operator cell of
+    theirs did not pass either."""
+    evidence = operator_evidence(run)
+    picked = run.df[run.df["verdict"].isin([Verdict.WORSE.value, Verdict.BROKEN.value])]
+    return sum(1 for cid in picked["case_id"] if evidence.get(cid, "").split("operator evidence not run")[0])
 
 
 def stale_expectations(env: dict) -> list[str]:
@@ -459,7 +505,8 @@ def stale_expectations(env: dict) -> list[str]:
 
 YOUR_MODELS_TEXT = ("Models brought with `--models-from` or an entry point, one row per cell that did not "
                     "pass: first what nothing explains (worse than expected, broken), then what an expectation "
-                    "by cause explains, with the start of its reason; `passed` counts the model's passing cells.")
+                    "by cause explains, with the start of its reason, and the operator cells of its layers that "
+                    "did not pass either; `passed` counts the model's passing cells.")
 UNEXPLAINED_FIRST = {Verdict.WORSE.value: 0, Verdict.BROKEN.value: 0, Verdict.UNCONFIRMED.value: 1,
                      Verdict.BETTER.value: 2, Verdict.KNOWN.value: 3, Verdict.UNAVAILABLE.value: 4}
 
@@ -468,6 +515,7 @@ def your_models(run: Run) -> pd.DataFrame:
     """The cells of the run's models that come from outside the suite and did not pass, the
     unexplained first, each with the explanation the expectations give it."""
     df = run.df[run.df["model_source"].notna()]
+    evidence = operator_evidence(run)
     rows = []
     for model, cells in df.groupby("model", sort=False):
         passed = int((cells["status"] == Status.PASS.value).sum())
@@ -476,6 +524,7 @@ def your_models(run: Run) -> pd.DataFrame:
             rows.append({"model": model, "passed": f"{passed}/{len(cells)}", "cell": r["case_id"],
                          "observed": observed(r), "verdict": VERDICT_TEXT.get(r["verdict"], r["verdict"] or ""),
                          "explanation": _known_reason(r) if explained else "",
+                         "operator evidence": evidence.get(r["case_id"], ""),
                          "order": UNEXPLAINED_FIRST.get(r["verdict"], 0)})
     if not rows:
         return pd.DataFrame(rows)
