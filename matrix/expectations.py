@@ -192,8 +192,10 @@ class Expectations:
         entries = [_entry(path, "claim", i, raw) for i, raw in enumerate(table.get("claim", []))]
         entries += [_entry(path, "expect", i, raw) for i, raw in enumerate(table.get("expect", []))]
         if axis_values is not None:
+            known = {name for names in axis_values.values() for name in names}
+            axes = ", ".join(axis.rstrip("s") for axis in axis_values)
             for entry in entries:
-                _check_axis_values(path, entry, axis_values)
+                _check_axis_values(path, entry, known, axes)
         return cls(entries, path)
 
     def _version(self, package: str) -> str | None:
@@ -331,17 +333,16 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
     )
 
 
-def _check_axis_values(path: Path, entry: Entry, axis_values: dict[str, Iterable[str]]) -> None:
-    """Each hyphen-separated part of each case pattern names a value of some axis (a part with
-    wildcards matches one): a misspelt mode or a model that is not registered is a usage error
-    naming the entry, not an entry that silently matches nothing."""
-    known = {name for names in axis_values.values() for name in names}
+def _check_axis_values(path: Path, entry: Entry, known: set[str], axes: str) -> None:
+    """Each hyphen-separated part of each case pattern names a value of some axis (``known``, the
+    values of the ``axes``; a part with wildcards matches one): a misspelt mode or a model that is
+    not registered is a usage error naming the entry, not an entry that silently matches nothing."""
     for pattern in entry.cases:
         for part in pattern.split("-"):
             if part.strip("*") and not (fnmatch.filter(known, part) if set(part) & set("*?[") else part in known):
                 raise ExpectationError(
                     f"{path}: [[{entry.kind}]] #{entry.index + 1}: 'cases' pattern {pattern!r}: {part!r} names no "
-                    f"{', '.join(axis.rstrip('s') for axis in axis_values)} (the registered values of each axis)")
+                    f"{axes} (the registered values of each axis)")
 
 
 def _torch_module_type(name: str) -> bool:

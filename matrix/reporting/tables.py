@@ -4,6 +4,7 @@ renderers show the same tables."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -94,6 +95,11 @@ class Run:
     def axis(self, axis: str, values: pd.Series | None = None) -> list[str]:
         """The values of ``axis`` present (in ``values``, default the whole run), in the run's order."""
         return ordered(self.df[axis] if values is None else values, self.order.get(axis))
+
+    @functools.cached_property
+    def evidence(self) -> dict[str, Evidence]:
+        """The model cells' operator evidence (:func:`_evidence`), made once: several tables read it."""
+        return _evidence(self)
 
 
 def load(env: dict, records: list[dict]) -> Run:
@@ -461,15 +467,30 @@ OPERATOR_EVIDENCE_TEXT = (
     "not run.")
 
 
-def operator_evidence(run: Run) -> dict[str, str]:
+@dataclass(frozen=True)
+class Evidence:
+    """A model cell's operator evidence: the outcome of each operator cell of its layers that did
+    not pass either, and the operator cells the run did not hold."""
+
+    struck: tuple[str, ...]
+    not_run: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return "; ".join(self.struck + ((f"operator evidence not run: {', '.join(self.not_run)}",)
+                                        if self.not_run else ()))
+
+
+def _evidence(run: Run) -> dict[str, Evidence]:
     """For each whole-model cell that ran and did not pass: per layer class it holds, the outcome of
     that class's operator cell of the same mode, scheme, backend and qspec (the record's
     ``operator_cells``) where that cell did not pass either, with its expectation's reason or its
-    error; and the operator cells the run did not hold. Keyed by case id; a cell with none is absent."""
+    error; and the operator cells the run did not hold. Keyed by case id; a cell with none is absent.
+    Read it as ``run.evidence``."""
     df = run.df
-    by_id = dict(zip(df["case_id"], (r for _, r in df.iterrows())))
+    operators = df[df["kind"] == "operator"]
+    by_id = {r["case_id"]: r for _, r in operators.iterrows()}
     ran = df["kind"].isin(WHOLE_MODELS) & ~df["status"].isin([Status.PASS.value, *NOT_APPLICABLE])
-    found: dict[str, str] = {}
+    found: dict[str, Evidence] = {}
     for _, r in df[ran].iterrows():
         struck, not_run = [], []
         for layer, cell in (r["operator_cells"] or {}).items():
@@ -482,18 +503,22 @@ def operator_evidence(run: Run) -> dict[str, str]:
                 why = _known_reason(op) or short(op["error_message"] or op["reason"], 160)
                 outcome = f"{held['count']} {layer} ({names}): {cell}: {op['status']}"
                 struck.append(outcome + (f" ({why})" if why else ""))
-        parts = struck + ([f"operator evidence not run: {', '.join(not_run)}"] if not_run else [])
-        if parts:
-            found[r["case_id"]] = "; ".join(parts)
+        if struck or not_run:
+            found[r["case_id"]] = Evidence(tuple(struck), tuple(not_run))
     return found
+
+
+def operator_evidence(run: Run) -> dict[str, str]:
+    """Each model cell's operator evidence (:class:`Evidence`) in words, by case id."""
+    return {cid: str(evidence) for cid, evidence in run.evidence.items()}
 
 
 def explained_by_operators(run: Run) -> int:
     """The surprising model cells (worse than expected, broken) beside which an operator cell of
     theirs did not pass either."""
-    evidence = operator_evidence(run)
+    evidence = run.evidence
     picked = run.df[run.df["verdict"].isin([Verdict.WORSE.value, Verdict.BROKEN.value])]
-    return sum(1 for cid in picked["case_id"] if evidence.get(cid, "").split("operator evidence not run")[0])
+    return sum(1 for cid in picked["case_id"] if cid in evidence and evidence[cid].struck)
 
 
 def stale_expectations(env: dict) -> list[str]:
