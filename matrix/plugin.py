@@ -91,10 +91,10 @@ FAULTS = pytest.StashKey[object]()
 
 @functools.cache
 def model_module_types(name: str) -> frozenset[str]:
-    """The module types of a model of the matrix (built once per process), for the expectations
-    that name module types."""
+    """The module types of a model of the matrix (built once per process, its weights left
+    untrained), for the expectations that name module types."""
     try:
-        return module_types(MODELS[name].instantiate())
+        return module_types(MODELS[name].made_of())
     except Exception:  # a model that does not build: its cells record it, as a broken case
         return frozenset()
 

@@ -47,7 +47,9 @@ class ModelSpec:
     fuses; ``eager_stubs`` says the model places its own QuantStub/DeQuantStub
     (otherwise eager mode wraps it with one of each). ``packages`` (module ->
     pip name) are what ``build`` imports beyond torch, installed by ``extra``:
-    without them the model's cells are ``unavailable``.
+    without them the model's cells are ``unavailable``. ``structure`` builds the
+    same modules without what ``build`` spends filling their weights (training,
+    say), for what reads only what the model is made of.
     """
 
     name: str
@@ -63,6 +65,7 @@ class ModelSpec:
     source: str | None = None
     packages: dict[str, str] = field(default_factory=dict)
     extra: str | None = None
+    structure: Callable[[], nn.Module] | None = None
 
     def unavailable_check(self) -> str | None:
         return None
@@ -82,6 +85,13 @@ class ModelSpec:
         if self.sample is not None and _has_batch_norm(model):
             _estimate_batch_norm(model, self.sample, stable_seed(self.name + "/batch-norm"))
         return model.eval()
+
+    def made_of(self) -> nn.Module:
+        """The model's modules, weights aside: ``structure`` when given, else the model as built
+        (no batch-norm statistics estimated)."""
+        with torch.random.fork_rng():
+            torch.manual_seed(stable_seed(self.name))
+            return (self.structure or self.build)()
 
     def make_data(self) -> ModelData:
         if self.data is not None:

@@ -14,6 +14,7 @@ from models.reference import Mlp
 
 NAME = "digits_mlp"
 TRAIN_STEPS = 300
+WIDTHS = (64, 64, 32, 10)
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,7 +35,7 @@ def _trained_state() -> dict[str, torch.Tensor]:
     x_train, y_train, _, _ = _split()
     with torch.random.fork_rng(), torch.enable_grad():
         torch.manual_seed(stable_seed(NAME))
-        model = Mlp((64, 64, 32, 10))
+        model = Mlp(WIDTHS)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         for _ in range(TRAIN_STEPS):
             optimizer.zero_grad()
@@ -44,7 +45,7 @@ def _trained_state() -> dict[str, torch.Tensor]:
 
 
 def build() -> nn.Module:
-    model = Mlp((64, 64, 32, 10))
+    model = Mlp(WIDTHS)
     model.load_state_dict(_trained_state())
     return model
 
@@ -59,4 +60,5 @@ def data() -> ModelData:
 register(ModelSpec(
     NAME, build, "MLP 64 -> 64 -> 32 -> 10 trained on scikit-learn's digits; accuracy is real",
     data=data, classifier=True, eager_fuse=(("fc1", "relu1"), ("fc2", "relu2")),
+    structure=lambda: Mlp(WIDTHS),
 ))

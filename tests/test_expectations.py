@@ -489,3 +489,14 @@ def test_an_inaccurate_cell_is_explained_by_a_known_departure_only_when_its_simu
     both = Expectations(Expectations.load(path).entries, path, cpu=frozenset({"avx2"})).lookup("m-fx-ptq_static-x86",
                                                                                                  False)
     assert verdict(_departed(35.0), both.explaining(_departed(35.0))).verdict == "known", "the trace did not stop"
+
+
+def test_a_models_structure_is_made_of_what_the_model_is():
+    """A model that builds its modules without training them, for the entries by module type,
+    must name the same module types as the model its cells run."""
+    from models import MODELS
+
+    with_structure = [spec for spec in MODELS.values() if spec.structure is not None]
+    assert with_structure, "no model declares a structure: the check below checks nothing"
+    for spec in with_structure:
+        assert module_types(spec.made_of()) == module_types(spec.instantiate()), spec.name
