@@ -24,6 +24,10 @@ WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspos
 RECURRENT = (nn.LSTM, nn.GRU)
 TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 GRID = "_qmatrix_grid"
+# Modules whose eager quantized counterpart is built without their observer (from_float takes no
+# qparams: torch/ao/nn/quantized/modules/activation.py ReLU6, dropout.py Dropout): they put out
+# their input's grid, whatever the observer after them saw.
+KEEP_INPUT_QPARAMS = (nn.ReLU6, nn.Dropout)
 
 
 class FixedFakeQuant(nn.Module):
@@ -66,9 +70,19 @@ def _fake_quant_weight(module: nn.Module, observer: ObserverBase) -> None:
     module.weight.data = _quantize_weight(module.weight.detach().float(), observer).dequantize()
 
 
+def _observer_dropped_by_convert(module: nn.Module) -> None:
+    """An eager module that convert rebuilds without its observer runs on its input's grid in
+    the simulation too, its observer (or fake-quant) left out."""
+    if isinstance(module, KEEP_INPUT_QPARAMS) and hasattr(module, "activation_post_process"):
+        module.activation_post_process = nn.Identity()
+        module.register_forward_hook(_keep_input_grid)
+
+
 def static_simulation(prepared: nn.Module) -> nn.Module:
     """The calibrated eager model with observers turned into fixed fake-quants."""
     sim = copy.deepcopy(prepared)
+    for module in list(sim.modules()):
+        _observer_dropped_by_convert(module)
     for module in sim.modules():
         observer = getattr(module, "activation_post_process", None)
         if isinstance(observer, ObserverBase) and observer.dtype in (torch.quint8, torch.qint8, torch.qint32):
@@ -86,6 +100,8 @@ def qat_simulation(trained: nn.Module) -> nn.Module:
     moved them after their last observation); a conv-bn module keeps its
     on-the-fly fake-quant of the folded weight. Works on eager and FX QAT models."""
     sim = copy.deepcopy(trained).eval()
+    for module in list(sim.modules()):
+        _observer_dropped_by_convert(module)
     for module in sim.modules():
         weight_fake_quant = getattr(module, "weight_fake_quant", None)
         if isinstance(weight_fake_quant, FakeQuantizeBase) and not hasattr(module, "bn"):
