@@ -167,8 +167,9 @@ def operator_section(run: tables.Run, records: list[dict]) -> str:
         parts.append(f"### {escape(str(mode))}\n\n" + table(rows[kept]))
     parts.append("### Operator outcomes\n\nEvery operator cell that did not pass: the stage and error, or the "
                  "reason, the verdict against the expectations, and for a known outcome the start of its reason "
-                 "(in full under *Known outcomes*). Backends that ended the same way share a row.\n\n"
-                 + table(tables.operator_outcomes(run)))
+                 "(in full under *Known outcomes*). Operators that ended the same way on the same backends share "
+                 "a row; each cell is in report.html.\n\n"
+                 + table(tables.operator_outcomes_by_cause(run)))
     parts.append("### Fixed-qparams ops\n\nSigmoid, hardsigmoid, softmax and tanh have an output range known in "
                  "advance, and PyTorch fixes their output scale and zero point instead of calibrating them. Wherever "
                  "one of them ran on quantized tensors (inside other models too): the scale and zero point of its "

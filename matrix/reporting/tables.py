@@ -628,6 +628,20 @@ def operator_outcomes(run: Run) -> pd.DataFrame:
                   "known because"]]
 
 
+def operator_outcomes_by_cause(run: Run) -> pd.DataFrame:
+    """The operator outcomes with operators that ended the same way, on the same backends, in one
+    row: what a reader of the summary needs from it is the causes, not one row per operator."""
+    table = operator_outcomes(run)
+    if not len(table):
+        return table
+    keys = ["mode", "scheme", "outcome", "backend", "stage", "error / reason", "verdict", "known because"]
+    grouped = table.assign(outcome=table["outcome"].map(lambda chip: chip.status)).groupby(keys, sort=False)
+    merged = grouped["operator"].agg(lambda operators: ", ".join(operators)).reset_index()
+    merged["outcome"] = [Chip(s, word=True) for s in merged["outcome"]]
+    return merged[["operator", "mode", "scheme", "outcome", "backend", "stage", "error / reason", "verdict",
+                   "known because"]].rename(columns={"operator": "operators"})
+
+
 def _known_reason(r: pd.Series) -> str:
     """The reason of the expectation a cell met, shortened; empty for a cell that did not meet one."""
     expected = r["expected"] if isinstance(r["expected"], dict) else {}
