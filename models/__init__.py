@@ -79,9 +79,7 @@ class ModelSpec:
         Batch-norm running statistics are estimated on sampled inputs, so that
         a float model in eval mode matches the data it sees (as a trained one would).
         """
-        with torch.random.fork_rng():
-            torch.manual_seed(stable_seed(self.name))
-            model = self.build()
+        model = self._seeded(self.build)
         if self.sample is not None and _has_batch_norm(model):
             _estimate_batch_norm(model, self.sample, stable_seed(self.name + "/batch-norm"))
         return model.eval()
@@ -89,9 +87,13 @@ class ModelSpec:
     def made_of(self) -> nn.Module:
         """The model's modules, weights aside: ``structure`` when given, else the model as built
         (no batch-norm statistics estimated)."""
+        return self._seeded(self.structure or self.build)
+
+    def _seeded(self, build: Callable[[], nn.Module]) -> nn.Module:
+        """``build()`` with torch's generator seeded by the model's name, the caller's left as it was."""
         with torch.random.fork_rng():
             torch.manual_seed(stable_seed(self.name))
-            return (self.structure or self.build)()
+            return build()
 
     def make_data(self) -> ModelData:
         if self.data is not None:

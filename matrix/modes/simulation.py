@@ -70,19 +70,19 @@ def _fake_quant_weight(module: nn.Module, observer: ObserverBase) -> None:
     module.weight.data = _quantize_weight(module.weight.detach().float(), observer).dequantize()
 
 
-def _observer_dropped_by_convert(module: nn.Module) -> None:
+def _drop_observers_convert_drops(sim: nn.Module) -> None:
     """An eager module that convert rebuilds without its observer runs on its input's grid in
     the simulation too, its observer (or fake-quant) left out."""
-    if isinstance(module, KEEP_INPUT_QPARAMS) and hasattr(module, "activation_post_process"):
-        module.activation_post_process = nn.Identity()
-        module.register_forward_hook(_keep_input_grid)
+    for module in list(sim.modules()):
+        if isinstance(module, KEEP_INPUT_QPARAMS) and hasattr(module, "activation_post_process"):
+            module.activation_post_process = nn.Identity()
+            module.register_forward_hook(_keep_input_grid)
 
 
 def static_simulation(prepared: nn.Module) -> nn.Module:
     """The calibrated eager model with observers turned into fixed fake-quants."""
     sim = copy.deepcopy(prepared)
-    for module in list(sim.modules()):
-        _observer_dropped_by_convert(module)
+    _drop_observers_convert_drops(sim)
     for module in sim.modules():
         observer = getattr(module, "activation_post_process", None)
         if isinstance(observer, ObserverBase) and observer.dtype in (torch.quint8, torch.qint8, torch.qint32):
@@ -100,8 +100,7 @@ def qat_simulation(trained: nn.Module) -> nn.Module:
     moved them after their last observation); a conv-bn module keeps its
     on-the-fly fake-quant of the folded weight. Works on eager and FX QAT models."""
     sim = copy.deepcopy(trained).eval()
-    for module in list(sim.modules()):
-        _observer_dropped_by_convert(module)
+    _drop_observers_convert_drops(sim)
     for module in sim.modules():
         weight_fake_quant = getattr(module, "weight_fake_quant", None)
         if isinstance(weight_fake_quant, FakeQuantizeBase) and not hasattr(module, "bn"):

@@ -635,9 +635,7 @@ def operator_outcomes_by_cause(run: Run) -> pd.DataFrame:
     if not len(table):
         return table
     keys = ["mode", "scheme", "outcome", "backend", "stage", "error / reason", "verdict", "known because"]
-    grouped = table.assign(outcome=table["outcome"].map(lambda chip: chip.status)).groupby(keys, sort=False)
-    merged = grouped["operator"].agg(lambda operators: ", ".join(operators)).reset_index()
-    merged["outcome"] = [Chip(s, word=True) for s in merged["outcome"]]
+    merged = table.groupby(keys, sort=False)["operator"].agg(lambda operators: ", ".join(operators)).reset_index()
     return merged[["operator", "mode", "scheme", "outcome", "backend", "stage", "error / reason", "verdict",
                    "known because"]].rename(columns={"operator": "operators"})
 
