@@ -77,6 +77,17 @@ class Inspection:
     def float_ops(self) -> int:
         return sum(self.floating.values())
 
+    def beside_float_compute(self, is_compute: Callable[[str], bool]) -> Inspection:
+        """The artifact as quantized compute sees it: when it has compute ops (``is_compute`` of
+        their names: convolutions, linears, matmuls, RNNs) and every one of them ran in float,
+        the weightless ops that ran in integers (an add, a pooling between float convolutions)
+        did not make it a quantized model. They move to the notes and count as neither."""
+        if any(map(is_compute, self.quantized)) or not any(map(is_compute, self.floating)):
+            return self
+        self.notes["integer_beside_float_compute"] = dict(self.quantized)
+        self.quantized = Counter()
+        return self
+
 
 @dataclass
 class Deployed:

@@ -185,8 +185,10 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         metrics = compare(reference, output, simulated, spec.classifier, data.labels)
     record["metrics"] = metrics
     if inspection.quantized_ops == 0:
-        record.update(status=Status.NOT_QUANTIZED.value,
-                      reason="no quantized compute op in the deployed artifact")
+        beside = inspection.notes.get("integer_beside_float_compute")
+        record.update(status=Status.NOT_QUANTIZED.value, reason="no quantized compute op in the deployed artifact" + (
+            f": its compute ops all ran in float, only weightless ops in integers ({_counts(beside)})"
+            if beside else ""))
         return
     violations = judge(metrics, limits)
     record["limits"] = {key: limits[key] for key in JUDGED}
@@ -209,6 +211,10 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
             with recompile_limit(limits["max_recompiled_layers"]):
                 record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,
                                                    off_simulation_only, compared, start, case.model)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
 @functools.cache

@@ -138,3 +138,34 @@ def test_torchao_dynamic_int8_runs_an_integer_matmul_and_weight_only_a_float_one
         assert dict(found.floating) == floating
         with torch.no_grad():
             assert torch.allclose(simulation(model)(x), model(x), atol=1e-4)
+
+
+def _openvino_conv_add(weights_int8: bool):
+    """x -FQ-> Convolution -FQ-> Add(with the quantized x): the convolution's weights float, or
+    int8 dequantized (Convert, Multiply) as a quantizer leaves them."""
+    ov = pytest.importorskip("openvino")
+    import numpy as np
+    import openvino.opset13 as ops
+
+    from matrix.formats.openvino import compile_config
+
+    def fq(node):
+        return ops.fake_quantize(node, np.float32(0), np.float32(4), np.float32(0), np.float32(4), 256)
+
+    x = ops.parameter([1, 4, 8, 8], np.float32, name="x")
+    weights = np.random.default_rng(0).normal(size=(4, 4, 3, 3)).astype(np.float32)
+    w = ops.multiply(ops.convert(ops.constant(np.int8(weights * 40)), np.float32), ops.constant(np.float32(0.025))) \
+        if weights_int8 else ops.constant(weights)
+    q = fq(x)
+    y = ops.add(fq(ops.convolution(q, w, [1, 1], [1, 1], [1, 1], [1, 1])), q)
+    return ov.Core().compile_model(ov.Model([y], [x]), "CPU", compile_config())
+
+
+def test_openvino_integer_add_beside_a_float_convolution_is_not_quantized_compute():
+    from matrix.formats.openvino import inspect_compiled
+
+    found = inspect_compiled(_openvino_conv_add(weights_int8=False))
+    assert found.quantized_ops == 0 and found.floating == {"Convolution[f32]": 1}
+    assert found.notes["integer_beside_float_compute"] == {"Eltwise[u8]": 1}
+    found = inspect_compiled(_openvino_conv_add(weights_int8=True))
+    assert found.quantized["Convolution[u8]"] == 1 and found.float_ops == 0

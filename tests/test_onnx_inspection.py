@@ -142,3 +142,28 @@ def test_an_export_with_the_reused_torchlib_registry_is_the_export_without_it(tm
     monkeypatch.setattr(_registration.ONNXRegistry, "from_torchlib", _registration.ONNXRegistry._qmatrix_from_torchlib)
     export(model, example, tmp_path / "built.onnx")
     assert (tmp_path / "reused.onnx").read_bytes() == (tmp_path / "built.onnx").read_bytes()
+
+
+def test_integer_weightless_ops_beside_float_convolutions_are_not_quantized_compute():
+    """A QLinearAdd between convolutions that stayed float: the model did not run quantized."""
+    model = graph_model([
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"]),
+        helper.make_node("QLinearAdd", ["cq", "s", "z", "cq", "s", "z", "s", "z"], ["a"], domain="com.microsoft"),
+        helper.make_node("DequantizeLinear", ["a", "s", "z"], ["y"]),
+    ])
+    inspection = inspect_models(model, model)
+    assert inspection.quantized_ops == 0 and dict(inspection.floating) == {"Conv": 1}
+    assert inspection.notes["integer_beside_float_compute"] == {"QLinearAdd": 1}
+
+
+def test_integer_weightless_ops_count_where_no_compute_op_is_float():
+    alone = graph_model([
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("QLinearAdd", ["xq", "s", "z", "xq", "s", "z", "s", "z"], ["a"], domain="com.microsoft"),
+        helper.make_node("DequantizeLinear", ["a", "s", "z"], ["y"]),
+    ])
+    assert dict(inspect_models(alone, alone).quantized) == {"QLinearAdd": 1}
+    beside = graph_model(list(integer_graph().graph.node) + [
+        helper.make_node("QLinearAdd", ["c", "s", "z", "c", "s", "z", "s", "z"], ["a"], domain="com.microsoft")])
+    assert inspect_models(beside, beside).quantized["QLinearAdd"] == 1

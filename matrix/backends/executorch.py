@@ -143,7 +143,7 @@ def inspect_lowered(graph_module: torch.fx.GraphModule) -> Inspection:
         undelegated=dict(Counter(names)),
         undelegated_quantize_ops=sum(1 for name in names if name.startswith(QDQ)),
     )
-    return inspection
+    return inspection.beside_float_compute(lambda name: name.split("[")[0] in COMPUTE)
 
 
 def lower(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Any:

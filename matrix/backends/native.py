@@ -49,6 +49,8 @@ DATA_OPS = {"view", "_unsafe_view", "reshape", "flatten", "unflatten", "transpos
 # quantized:: kernels that QFunctional (eager) calls and that compute; its cat only joins data.
 QFUNCTIONAL_COMPUTE = {"add", "add_relu", "add_scalar", "add_scalar_relu", "mul", "mul_relu", "mul_scalar",
                        "mul_scalar_relu", "matmul"}
+# What the names of compute modules and ops are made of (quantized and float alike).
+COMPUTE_WORDS = ("conv", "linear", "lstm", "gru", "rnn", "embedding", "matmul", "mm", "attention")
 PER_TENSOR = (torch.per_tensor_affine, torch.per_tensor_symmetric)
 # Distinct (scale, zero point, dtype) kept per op in the record.
 QPARAMS_PER_OP = 4
@@ -99,6 +101,12 @@ def _graph_float_functions(graph_module: torch.fx.GraphModule) -> Counter[str]:
             if name in FLOAT_FUNCTIONS and not str(node.target).startswith("quantized."):
                 counts[name] += 1
     return counts
+
+
+def _is_compute_name(name: str) -> bool:
+    """A module or op counted by name (``ConvReLU2d``, ``quantized.linear``, ``aten.bmm``) that
+    is a convolution, linear, matmul, RNN, embedding or attention, not a weightless op."""
+    return any(word in name.lower() for word in COMPUTE_WORDS)
 
 
 def _is_quantized(value: object) -> bool:
@@ -162,6 +170,7 @@ def deploy(ctx, model: nn.Module) -> Deployed:
     inspection.quantized += computed
     if trace.output_qparams:
         inspection.notes["output_qparams"] = trace.output_qparams
+    inspection = inspection.beside_float_compute(_is_compute_name)
 
     def run(*inputs: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

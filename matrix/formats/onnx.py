@@ -35,6 +35,9 @@ QUANTIZED_OPS = {
     "QGemm", "QAttention", "QEmbedLayerNormalization", "MatMulNBits",
 }
 QUANTIZED_PREFIXES = ("QLinear",)
+# The QLinear ops that are compute (with weights, or a matmul); QLinearAdd, QLinearAveragePool
+# and the like are weightless.
+QUANTIZED_COMPUTE_PREFIXES = ("QLinearConv", "QLinearMatMul")
 # QLinear ops that only join or select int8 data: a model whose convs run in float beside
 # an int8 concat did not run quantized.
 NOT_COMPUTE = {"QLinearConcat", "QLinearWhere"}
@@ -89,7 +92,8 @@ def inspect_models(exported: Any, optimized: Any) -> Inspection:
     splits = split_qparams(exported.graph, optimized.graph)
     if splits:
         notes["split"] = splits
-    return Inspection(quantized, floating, notes=notes)
+    return Inspection(quantized, floating, notes=notes).beside_float_compute(
+        lambda op: op in FLOAT_OPS or op in QUANTIZED_OPS or op.startswith(QUANTIZED_COMPUTE_PREFIXES))
 
 
 def _constant(graph: Any, name: str) -> float | None:

@@ -36,6 +36,7 @@ INTEGER = {"i8", "u8"}
 # NNCF names the FakeQuantize it puts after an op "<op>/fq_output_<i>"; the converter names
 # an op after its module "__module.<path>/...".
 FQ_SUFFIX, MODULE_PREFIX = "/fq_output_0", "__module."
+DEQUANTIZATION = "/Dequantization"
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "SNIPPETS_MODE": "DISABLE"}
 
 
@@ -169,7 +170,7 @@ def inspect_compiled(compiled: Any) -> Inspection:
         info = op.get_rt_info()
         kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
         layers[kind] = layers.get(kind, 0) + 1
-        if kind in DATA_LAYERS:
+        if kind in DATA_LAYERS or _dequantization(info):
             continue
         precision = info["runtimePrecision"].astype(str).lower() if "runtimePrecision" in info else "?"
         if kind not in COMPUTE:
@@ -184,4 +185,12 @@ def inspect_compiled(compiled: Any) -> Inspection:
         else:
             inspection.floating[f"{kind}[{precision}]"] += 1
     inspection.notes.update(runtime_layers=layers, compile_config=compile_config())
-    return inspection
+    return inspection.beside_float_compute(lambda name: name.split("[")[0] in COMPUTE)
+
+
+def _dequantization(info: Any) -> bool:
+    """A runtime layer made only of the dequantization steps OpenVINO's low-precision
+    transformations put after a FakeQuantize (``<fq>/DequantizationSubtract``,
+    ``.../DequantizationMultiply``): integers turned back into float, not compute."""
+    names = info["originalLayersNames"].astype(str).split(",") if "originalLayersNames" in info else []
+    return bool(names) and all(DEQUANTIZATION in name for name in names)

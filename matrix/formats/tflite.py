@@ -119,7 +119,7 @@ def inspect_tflite(found: Any) -> Inspection:
         outputs=[np.dtype(d["dtype"]).name for d in found.get_output_details()],
         ops=dict(kinds),
     )
-    return inspection
+    return inspection.beside_float_compute(lambda name: name.split("[")[0] in COMPUTE_OPS)
 
 
 def _quantize(array: np.ndarray, detail: dict) -> np.ndarray:
