@@ -103,7 +103,18 @@ def table(df: pd.DataFrame, empty: str = "_none_", numparse: bool = True) -> str
         return empty
     shown = df.apply(lambda column: column.map(cell)) if len(df.columns) else df
     shown.columns = [escape(str(c)) for c in df.columns]
-    return shown.to_markdown(index=False, disable_numparse=not numparse)
+    return unpadded(shown.to_markdown(index=False, disable_numparse=not numparse))
+
+
+def unpadded(text: str) -> str:
+    """A pipe table without the padding that lines its columns up in plain text (a renderer
+    aligns them anyway): a column as wide as its widest cell pads every row of it, the bulk of a
+    long table's bytes. A cell keeps one space on each side."""
+    return "\n".join(DASHES.sub("---", line) if line.startswith("|:") or line.startswith("|-")
+                     else PADDING.sub(" |", LEADING.sub("| ", line)) for line in text.splitlines())
+
+
+PADDING, LEADING, DASHES = re.compile(r" {2,}\|"), re.compile(r"\| {2,}"), re.compile(r"-{3,}")
 
 
 def environment_section(env: dict, run: tables.Run) -> str:
@@ -165,10 +176,10 @@ def operator_section(run: tables.Run, records: list[dict]) -> str:
         rows = rows.drop(columns="mode")
         kept = [c for c in rows.columns if not rows[c].map(lambda v: isinstance(v, NoPath)).all()]
         parts.append(f"### {escape(str(mode))}\n\n" + table(rows[kept]))
-    parts.append("### Operator outcomes\n\nEvery operator cell that did not pass: the stage and error, or the "
-                 "reason, the verdict against the expectations, and for a known outcome the start of its reason "
-                 "(in full under *Known outcomes*). Operators that ended the same way on the same backends share "
-                 "a row; each cell is in report.html.\n\n"
+    parts.append("### Operator outcomes\n\nThe operator cells that did not pass, one row per cause: the outcome, "
+                 "how many cells, the operators and where (mode, scheme: backends), the verdict against the "
+                 "expectations, and the cause: the start of the known reason (in full under *Known outcomes*), "
+                 "or the stage and error of a cell no entry explains. Each cell is in report.html.\n\n"
                  + table(tables.operator_outcomes_by_cause(run)))
     parts.append("### Fixed-qparams ops\n\nSigmoid, hardsigmoid, softmax and tanh have an output range known in "
                  "advance, and PyTorch fixes their output scale and zero point instead of calibrating them. Wherever "
@@ -188,8 +199,7 @@ PER_CELL = ("Everything per cell (the per-model chips, the error split of recipe
 
 def examples(names: list[str]) -> str:
     """The first few of a list of cells, and how many more."""
-    more = len(names) - EXAMPLES
-    return ", ".join(names[:EXAMPLES]) + (f" and {more} more" if more > 0 else "")
+    return tables.examples(names, EXAMPLES)
 
 
 def failures(run: tables.Run) -> str:

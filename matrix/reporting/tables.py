@@ -629,15 +629,31 @@ def operator_outcomes(run: Run) -> pd.DataFrame:
 
 
 def operator_outcomes_by_cause(run: Run) -> pd.DataFrame:
-    """The operator outcomes with operators that ended the same way, on the same backends, in one
-    row: what a reader of the summary needs from it is the causes, not one row per operator."""
+    """The operator outcomes one row per cause: the outcome, the verdict, and the cause (the known
+    reason, or the stage and error of a cell no entry explains), with the operators it struck and
+    where (mode, scheme and backends, the first few). What a reader of the summary needs from it
+    is the causes; each cell is in report.html."""
     table = operator_outcomes(run)
     if not len(table):
         return table
-    keys = ["mode", "scheme", "outcome", "backend", "stage", "error / reason", "verdict", "known because"]
-    merged = table.groupby(keys, sort=False)["operator"].agg(lambda operators: ", ".join(operators)).reset_index()
-    return merged[["operator", "mode", "scheme", "outcome", "backend", "stage", "error / reason", "verdict",
-                   "known because"]].rename(columns={"operator": "operators"})
+    table = table.assign(cause=[known or (f"{stage}: {said}" if stage else said) for known, stage, said
+                                in zip(table["known because"], table["stage"], table["error / reason"])],
+                         where=table["mode"] + " " + table["scheme"] + ": " + table["backend"])
+    merged = table.groupby(["outcome", "verdict", "cause"], sort=False).agg(
+        operators=("operator", lambda names: ", ".join(dict.fromkeys(names))),
+        cells=("backend", lambda backends: sum(len(b.split(", ")) for b in backends)),
+        where=("where", lambda places: examples(list(dict.fromkeys(places)), WHERE_SHOWN)))
+    return merged.reset_index()[["outcome", "cells", "operators", "where", "verdict", "cause"]]
+
+
+# How many places (mode, scheme: backends) a row of operator outcomes names before "and N more".
+WHERE_SHOWN = 4
+
+
+def examples(names: list[str], shown: int) -> str:
+    """The first ``shown`` of ``names``, and how many more."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _known_reason(r: pd.Series) -> str:
