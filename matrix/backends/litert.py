@@ -42,8 +42,8 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
 def pt2e_quantizer(scheme: str, qspec: QSpec) -> Any:
     """litert-torch's own PT2EQuantizer: symmetric int8, per-channel weights unless the
     qspec asks for per-tensor. The mode hands it on, so conversion gets it in its QuantConfig."""
-    tflite.litert_torch()
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    found = tflite.litert_torch_part("quantize.pt2e_quantizer")
+    PT2EQuantizer, get_symmetric_quantization_config = found.PT2EQuantizer, found.get_symmetric_quantization_config
 
     config = get_symmetric_quantization_config(
         is_per_channel=per_channel_only(qspec.knobs, "litert-torch's quantizer"), is_qat=scheme == "qat",
@@ -52,9 +52,8 @@ def pt2e_quantizer(scheme: str, qspec: QSpec) -> Any:
 
 
 def pt2e_handoff(quantizer: Any) -> dict[str, Any]:
-    from litert_torch.quantize.quant_config import QuantConfig
-
-    return {tflite.QUANT_CONFIG: QuantConfig(pt2e_quantizer=quantizer)}
+    quant_config = tflite.litert_torch_part("quantize.quant_config")
+    return {tflite.QUANT_CONFIG: quant_config.QuantConfig(pt2e_quantizer=quantizer)}
 
 
 register(Backend(
@@ -64,5 +63,5 @@ register(Backend(
     deploy=deploy, packages=tflite.PACKAGES, extra="litert", activate=contextlib.nullcontext,
     pt2e_quantizer=pt2e_quantizer, fx_target="ai_edge_torch",
     pt2e_knobs="granularity", pt2e_handoff=pt2e_handoff, pt2e_fold_quantize=False,
-    tools=("LiteRT", "TFLite", "litert-torch", "PT2EQuantizer"),
+    tools=("LiteRT", "TFLite", "litert-torch", "ai-edge-torch", "PT2EQuantizer"),
 ))

@@ -19,6 +19,8 @@ data (reshape, transpose, concatenation, quantize, dequantize, ...) count as nei
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 import logging
 import os
 import warnings
@@ -31,7 +33,16 @@ import torch
 from matrix.contract import Inspection
 from matrix.formats.layers import MODEL_OUTPUT, LayerOutputs
 
-PACKAGES = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
+# litert-torch's module, then the one of its earlier name (ai-edge-torch, which goes with older
+# torch releases), by their pip names: whichever is installed serves, and the record names it.
+LITERT_TORCH = {"litert_torch": "litert-torch", "ai_edge_torch": "ai-edge-torch"}
+
+
+def _litert_torch_module() -> str:
+    return next((name for name in LITERT_TORCH if importlib.util.find_spec(name) is not None), "litert_torch")
+
+
+PACKAGES = {_litert_torch_module(): LITERT_TORCH[_litert_torch_module()], "ai_edge_litert": "ai-edge-litert"}
 COMPUTE_OPS = {
     "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL",
     "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
@@ -61,10 +72,14 @@ def quiet() -> None:
 
 @functools.cache
 def litert_torch() -> Any:
+    """litert-torch, or ai-edge-torch where that is what is installed."""
     quiet()
-    import litert_torch as module
+    return importlib.import_module(_litert_torch_module())
 
-    return module
+
+def litert_torch_part(path: str) -> Any:
+    """A module of litert-torch by its path inside the package (``quantize.quant_config``)."""
+    return importlib.import_module(f"{litert_torch().__name__}.{path}")
 
 
 def interpreter(content: bytes, keep_tensors: bool = False) -> Any:

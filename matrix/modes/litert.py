@@ -24,7 +24,7 @@ from matrix.cell import first_line
 from matrix.contract import Quantized
 from matrix.formats.float_artifacts import FloatArtifacts
 from matrix.formats.tflite import PACKAGES as LITERT_PACKAGES
-from matrix.formats.tflite import QUANT_CONFIG, TFLiteModel, convert, litert_torch
+from matrix.formats.tflite import QUANT_CONFIG, TFLiteModel, convert, litert_torch_part
 from matrix.modes import Mode, of_family, register
 from matrix.modes.eager import recipe_simulation
 from matrix.modes.simulation import RECURRENT, dynamic_simulation, fp16_simulation, weight_only_simulation
@@ -77,9 +77,7 @@ def _simulation(ctx: CellContext, activation_bits: int) -> tuple:
 
 def quantize_litert_recipe(ctx: CellContext) -> Quantized:
     with ctx.clock.stage(Stage.PREPARE):
-        litert_torch()
-        from litert_torch.generative.quantize import quant_recipes
-
+        quant_recipes = litert_torch_part("generative.quantize.quant_recipes")
         ctx.handoff[QUANT_CONFIG] = getattr(quant_recipes, LITERT_RECIPES[ctx.scheme.name])()
     simulation, kind = simulation_for(ctx)
     return Quantized(copy.deepcopy(ctx.float_model).eval(), simulation, kind, stand_in=True)
@@ -126,7 +124,7 @@ def _inputs(content: bytes) -> list[tuple[str, np.dtype]]:
 register(Mode(
     "litert_recipe", "litert_torch.convert of the float model with a litert-torch quantization recipe",
     reaches=of_family("tflite"), schemes=tuple(LITERT_RECIPES), quantize=quantize_litert_recipe,
-    packages=LITERT_PACKAGES, extra="litert", tools=("litert-torch", "ai-edge-quantizer"),
+    packages=LITERT_PACKAGES, extra="litert", tools=("litert-torch", "ai-edge-torch", "ai-edge-quantizer"),
 ))
 register(Mode(
     "aeq", "ai-edge-quantizer on the float model's .tflite (static / dynamic / weight-only recipes)",
