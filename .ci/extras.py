@@ -46,16 +46,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("extras", nargs="+")
     parser.add_argument("--torch", required=True, help="the torch release to pin instead")
-    parser.add_argument("--drop", action="append", default=[],
-                        help="a package to leave out (its cells are then unavailable); repeatable")
     parser.add_argument("--out", type=Path, help="the file to write (default: print)")
     args = parser.parse_args()
     project = tomllib.loads(PROJECT.read_text())["project"]
-    lines = []
-    for requirement in requirements(project, args.extras):
-        name = re.split(r"[\s=<>!~\[;]", requirement, maxsplit=1)[0]
-        if name not in args.drop:
-            lines.append(f"torch=={args.torch}" if TORCH.match(requirement) else requirement)
+    lines = [f"torch=={args.torch}" if TORCH.match(requirement) else requirement
+             for requirement in requirements(project, args.extras)]
     text = "\n".join(lines) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

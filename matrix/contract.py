@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +87,12 @@ class Inspection:
         self.notes["integer_beside_float_compute"] = dict(self.quantized)
         self.quantized = Counter()
         return self
+
+
+def by_base_name(names: Collection[str]) -> Callable[[str], bool]:
+    """For :meth:`Inspection.beside_float_compute`: an op counted as ``NAME[detail]`` (``CONV_2D[int8]``,
+    ``Convolution[f32]``) is compute when ``NAME`` is one of ``names``."""
+    return lambda counted: counted.split("[")[0] in names
 
 
 @dataclass

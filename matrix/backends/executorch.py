@@ -26,7 +26,7 @@ import torch
 
 from matrix.backends import Backend, register
 from matrix.cell import Unavailable
-from matrix.contract import Deployed, Inspection
+from matrix.contract import Deployed, Inspection, by_base_name
 from matrix.qconfigs import per_channel_only
 from matrix.qspecs import QSpec
 from matrix.vocabulary import Stage
@@ -143,7 +143,7 @@ def inspect_lowered(graph_module: torch.fx.GraphModule) -> Inspection:
         undelegated=dict(Counter(names)),
         undelegated_quantize_ops=sum(1 for name in names if name.startswith(QDQ)),
     )
-    return inspection.beside_float_compute(lambda name: name.split("[")[0] in COMPUTE)
+    return inspection.beside_float_compute(by_base_name(COMPUTE))
 
 
 def lower(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> Any:

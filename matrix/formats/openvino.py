@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from matrix.contract import Inspection
+from matrix.contract import Inspection, by_base_name
 from matrix.formats.layers import CHANGES_OUTPUT, MODEL_OUTPUT, LayerOutputs, output_unchanged, read_exposed
 
 PACKAGES = {"openvino": "openvino"}
@@ -185,7 +185,7 @@ def inspect_compiled(compiled: Any) -> Inspection:
         else:
             inspection.floating[f"{kind}[{precision}]"] += 1
     inspection.notes.update(runtime_layers=layers, compile_config=compile_config())
-    return inspection.beside_float_compute(lambda name: name.split("[")[0] in COMPUTE)
+    return inspection.beside_float_compute(by_base_name(COMPUTE))
 
 
 def _dequantization(info: Any) -> bool:

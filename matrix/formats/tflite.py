@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from matrix.contract import Inspection
+from matrix.contract import Inspection, by_base_name
 from matrix.formats.layers import MODEL_OUTPUT, LayerOutputs
 
 # litert-torch's module, then the one of its earlier name (ai-edge-torch, which goes with older
@@ -38,11 +38,12 @@ from matrix.formats.layers import MODEL_OUTPUT, LayerOutputs
 LITERT_TORCH = {"litert_torch": "litert-torch", "ai_edge_torch": "ai-edge-torch"}
 
 
+@functools.cache
 def _litert_torch_module() -> str:
     return next((name for name in LITERT_TORCH if importlib.util.find_spec(name) is not None), "litert_torch")
 
 
-PACKAGES = {_litert_torch_module(): LITERT_TORCH[_litert_torch_module()], "ai_edge_litert": "ai-edge-litert"}
+PACKAGES = {(name := _litert_torch_module()): LITERT_TORCH[name], "ai_edge_litert": "ai-edge-litert"}
 COMPUTE_OPS = {
     "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "BATCH_MATMUL",
     "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
@@ -134,7 +135,7 @@ def inspect_tflite(found: Any) -> Inspection:
         outputs=[np.dtype(d["dtype"]).name for d in found.get_output_details()],
         ops=dict(kinds),
     )
-    return inspection.beside_float_compute(lambda name: name.split("[")[0] in COMPUTE_OPS)
+    return inspection.beside_float_compute(by_base_name(COMPUTE_OPS))
 
 
 def _quantize(array: np.ndarray, detail: dict) -> np.ndarray:
