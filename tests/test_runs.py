@@ -157,6 +157,23 @@ def test_compare_has_a_column_per_run_and_marks_differences(tmp_path, capsys):
     assert page.count("<td>≠</td>") == 1 and 'id="only-differing"' in page
 
 
+def test_status_differences_group_by_backend_statuses_and_signature(tmp_path, capsys):
+    """Cells that fail alike on one version form one group with its entry; a cell that some run judged
+    worse is counted unexplained; a cell with one status everywhere is in no group."""
+    known = {"verdict": "known", "expected": {"status": "fail", "reason": "no kernel on 2.5"}}
+    old = [failed("x", "convert") | {"error_message": "no kernel for shape 3"} | known,
+           failed("y", "convert") | {"error_message": "no kernel for shape 7"} | known,
+           failed("z", "export", "TypeError") | {"verdict": "failed"}, cell("w", "pass")]
+    runs = [write_run(tmp_path, "new", [cell(n, "pass") for n in "xyzw"], {"label": "torch213"}),
+            write_run(tmp_path, "old", old, {"label": "torch251"})]
+    assert main(["compare", *map(str, runs)]) == 0
+    rows = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    assert ("| x86 | ✅ pass | ❌ fail | convert: RuntimeError: no kernel for shape N | 2 | 0 | "
+            "x-fx-ptq_static-x86, y-fx-ptq_static-x86 | no kernel on 2.5 |") in rows
+    assert "| x86 | ✅ pass | ❌ fail | export: TypeError: no kernel | 1 | 1 | z-fx-ptq_static-x86 | |" in rows
+    assert not any(line.startswith("| x86 |") and "w-fx" in line for line in rows)
+
+
 def test_unreadable_input_is_named_and_nothing_is_written(tmp_path, capsys):
     good = write_run(tmp_path, "good", [cell("a", "pass")])
     broken = write_run(tmp_path, "broken", [cell("a", "pass"), cell("b", "pass"), cell("c", "pass")])

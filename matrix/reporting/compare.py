@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from matrix.reporting.tables import normalize_message
 from matrix.reporting.values import Chip, db, reproduce, short
 from matrix.runs import Run
-from matrix.vocabulary import FAILED, QUANTIZED, RANK, Fidelity
+from matrix.vocabulary import FAILED, QUANTIZED, RANK, SURPRISES, Fidelity, Status
 
 SQNR_TOLERANCE_DB = 1.0
 CATEGORIES = {
@@ -189,3 +190,49 @@ def _differs(records: list[dict | None], tolerance: float) -> bool:
     first = records[0]
     return any((first is None) != (other is None) or (first is not None and classify(first, other, tolerance))
                for other in records[1:])
+
+
+def signature(record: dict | None) -> str:
+    """What a cell that did not pass ran into: the stage, the exception type and the masked message,
+    or the status and its reason; empty for a pass or an absent cell."""
+    if record is None or record["status"] == Status.PASS.value:
+        return ""
+    words = [record.get("stage") or "", record.get("error_type") or record["status"],
+             normalize_message(record.get("error_message") or record.get("reason"), limit=200)]
+    return ": ".join(w for w in words if w)
+
+
+def status_differences(runs: list[Run]) -> pd.DataFrame:
+    """The cells whose status is not the same in every run, in groups of one backend, one status per run
+    and one signature: what the runs that part from the first one ran into (or, where those passed, what
+    the first one did). ``unexplained`` counts the group's cells that some run judged worse, better or
+    broken against the expectations of its own versions; ``entry`` is the reason of an entry that explains
+    one of them."""
+    found = [run.by_case() for run in runs]
+    names = column_names(runs)
+    groups: dict[tuple, list[str]] = {}
+    detail: dict[tuple, list[dict]] = {}
+    for case_id in sorted(set().union(*found)):
+        records = [table.get(case_id) for table in found]
+        statuses = tuple(r["status"] if r else "·" for r in records)
+        if len(set(statuses)) == 1:
+            continue
+        parting = [r for r, s in zip(records, statuses) if s != statuses[0]]
+        sig = " / ".join(dict.fromkeys(x for x in map(signature, parting) if x)) or signature(records[0])
+        backend = next(r["backend"] for r in records if r)
+        key = (backend, statuses, sig)
+        groups.setdefault(key, []).append(case_id)
+        detail.setdefault(key, []).extend(r for r in records if r)
+    rows = []
+    for (backend, statuses, sig), cells in groups.items():
+        records = detail[(backend, statuses, sig)]
+        reasons = [(r.get("expected") or {}).get("reason") for r in records if r["status"] != Status.PASS.value
+                   and r.get("verdict") not in SURPRISES]
+        shown = {name: Chip(s, "", word=True) if s != "·" else s for name, s in zip(names, statuses)}
+        rows.append({"backend": backend, **shown, "signature": sig, "cells": len(cells),
+                     "unexplained": len({r["case_id"] for r in records if r.get("verdict") in SURPRISES}),
+                     "examples": ", ".join(cells[:3]) + (f" (+{len(cells) - 3})" if len(cells) > 3 else ""),
+                     "entry": short(next((x for x in reasons if x), ""), 200)})
+    columns = ["backend", *names, "signature", "cells", "unexplained", "examples", "entry"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values(["backend", "cells"], ascending=[True, False], kind="stable").reset_index(drop=True)

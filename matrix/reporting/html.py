@@ -506,6 +506,7 @@ def _plain_table(table: pd.DataFrame, row_attrs=lambda row: "") -> str:
 
 def render_compare_html(runs: list[RunFolder], table: pd.DataFrame, tolerance: float) -> str:
     differing = int(table["differs"].sum()) if len(table) else 0
+    differences = compare.status_differences(runs)
     rows = []
     for _, row in table.iterrows():
         outcomes = "".join(td(v) if isinstance(v, Chip) else '<td class="s-none">·</td>' for v in row.iloc[2:])
@@ -519,5 +520,12 @@ def render_compare_html(runs: list[RunFolder], table: pd.DataFrame, tolerance: f
             '<p class="controls"><label><input type="checkbox" id="only-differing"> only the cells that differ'
             '</label><label>search <input id="search" type="search" placeholder="cell id…"></label></p></div>'
             f"{environments_table(runs)}</header><main>"
-            f'<table class="sortable compare">{_th(columns)}<tbody>{"".join(rows)}</tbody></table></main>')
+            + _section("status-differences", "Status differences by backend and signature",
+                       "Cells whose status is not the same in every run, grouped by backend, the status in each run "
+                       "and the signature of the runs that part from the first. <i>unexplained</i> counts cells some "
+                       "run judged worse, better or broken against its own versions' expectations.",
+                       frame_table(differences) if len(differences) else "<p>Every cell has one status in every "
+                       "run.</p>")
+            + f'<h2>Every cell</h2><table class="sortable compare">{_th(columns)}<tbody>{"".join(rows)}</tbody>'
+            "</table></main>")
     return page(f"qmatrix compare: {names}", body)

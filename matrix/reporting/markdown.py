@@ -327,6 +327,13 @@ def render_compare_markdown(runs: list[RunFolder], found: pd.DataFrame,
     return "\n".join([
         f"# qmatrix compare: {escape(', '.join(compare.column_names(runs)))}", "",
         table(compare.versions(runs)), "",
+        "## Status differences by backend and signature", "",
+        "Cells whose status is not the same in every run, grouped by backend, the status in each run and the "
+        "signature of the runs that part from the first (stage, exception, masked message; or status and reason). "
+        "`unexplained` counts cells some run judged worse, better or broken against its own versions' "
+        "expectations.", "",
+        table(compare.status_differences(runs), empty="_every cell has one status in every run_"), "",
+        "## Every cell", "",
         f"{len(found)} cells; **{differing} differ** between the runs (marked ≠: another status or stage, "
         f"SQNR apart by more than {tolerance:g} dB, or absent from a run: ·).", "",
         table(shown, empty="_no cells_"),
