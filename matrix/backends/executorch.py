@@ -183,7 +183,8 @@ def share_threadpool(threads: int) -> None:
     from executorch.extension.pybindings import portable_lib
 
     reset = getattr(portable_lib, "_unsafe_reset_threadpool", None)
-    if reset is not None and portable_lib._threadpool_get_thread_count() != threads:
+    count = getattr(portable_lib, "_threadpool_get_thread_count", None)  # not in ExecuTorch 1.0
+    if reset is not None and (count is None or count() != threads):
         reset(threads)
 
 

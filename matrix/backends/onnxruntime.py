@@ -9,6 +9,7 @@ Runtime's quantizer already wrote (:class:`~matrix.formats.onnx.OnnxModel`).
 from __future__ import annotations
 
 import functools
+import importlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,27 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
     return deployed
 
 
+# (XNNPACKQuantizer's module, the PT2E quantizer classes' module), in the pt2e mode's order: torchao's,
+# then torch.ao's, where PT2E lived before torchao carried it.
+QUANTIZER_LOCATIONS = (
+    ("torchao.testing.pt2e._xnnpack_quantizer", "torchao.quantization.pt2e.quantizer"),
+    ("torch.ao.quantization.quantizer.xnnpack_quantizer", "torch.ao.quantization.quantizer"),
+)
+
+
+@functools.cache
+def quantizer_api() -> tuple[Any, Any]:
+    problems = []
+    for xnnpack, classes in QUANTIZER_LOCATIONS:
+        try:
+            return importlib.import_module(xnnpack), importlib.import_module(classes)
+        except ImportError as exc:
+            problems.append(f"{xnnpack}: {exc}")
+    raise Unavailable("XNNPACKQuantizer not found: " + "; ".join(problems))
+
+
 def pt2e_quantizer(scheme: str, qspec: QSpec):
-    """torchao's XNNPACKQuantizer, symmetric int8, per-channel weights.
+    """XNNPACKQuantizer (torchao's, or torch.ao's on older torch), symmetric int8, per-channel weights.
 
     Its Q/DQ pattern is what ONNX Runtime's QDQ fusions look for: int8 activations,
     symmetric int8 weights (ORT's recommended S8S8 for QDQ on x86) and plain
@@ -55,19 +75,15 @@ def pt2e_quantizer(scheme: str, qspec: QSpec):
     QuantizeLinear/DequantizeLinear. X86InductorQuantizer targets Inductor's oneDNN
     fusions (uint8 activations, patterns Inductor lowers) instead.
     """
-    try:
-        from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
-    except ImportError as exc:
-        raise Unavailable(f"torchao's XNNPACKQuantizer not found: {exc}") from exc
-    config = pt2e_config(get_symmetric_quantization_config(
+    xnnpack, classes = quantizer_api()
+    config = pt2e_config(xnnpack.get_symmetric_quantization_config(
         is_per_channel=True, is_qat=scheme == "qat", is_dynamic=scheme == "ptq_dynamic"
     ), qspec.knobs, scheme == "qat")
-    quantizer = XNNPACKQuantizer().set_global(config)
+    quantizer = xnnpack.XNNPACKQuantizer().set_global(config)
     if not qspec.variant.share_split_qparams:
         return quantizer
-    from torchao.quantization.pt2e.quantizer.composable_quantizer import ComposableQuantizer
-
-    return ComposableQuantizer([split_sharing_quantizer(config), quantizer])
+    composable = importlib.import_module(f"{classes.__name__}.composable_quantizer")
+    return composable.ComposableQuantizer([split_sharing_quantizer(config), quantizer])
 
 
 def split_sharing_quantizer(config: Any) -> Any:
@@ -76,8 +92,9 @@ def split_sharing_quantizer(config: Any) -> Any:
     of the guide's split -> convs -> cat. XNNPACKQuantizer leaves split unannotated."""
     import operator
 
-    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, Quantizer, SharedQuantizationSpec
-
+    classes = quantizer_api()[1]
+    QuantizationAnnotation, Quantizer = classes.QuantizationAnnotation, classes.Quantizer
+    SharedQuantizationSpec = classes.SharedQuantizationSpec
     splits = (torch.ops.aten.split.Tensor, torch.ops.aten.split_with_sizes.default)
 
     class SplitSharing(Quantizer):

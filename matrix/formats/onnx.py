@@ -156,7 +156,9 @@ def reuse_torchlib_registry() -> None:
     except ImportError:
         return
     registry = getattr(_registration, "ONNXRegistry", None)
-    if registry is None or hasattr(registry, "_qmatrix_from_torchlib") or not hasattr(registry, "from_torchlib"):
+    # torch 2.5's registry has no opset argument (nor _constants): left alone too.
+    if registry is None or not hasattr(_registration, "_constants") or hasattr(registry, "_qmatrix_from_torchlib") \
+            or not hasattr(registry, "from_torchlib"):
         return
     registry._qmatrix_from_torchlib = registry.from_torchlib
 

@@ -236,4 +236,6 @@ def convert(model: torch.nn.Module, example: tuple[torch.Tensor, ...], quant_con
     if not isinstance(model, torch.fx.GraphModule):
         model.eval()
     edge = litert_torch().convert(model, example, quant_config=quant_config)
-    return bytes(edge.model_content())
+    # litert-torch 0.10 named it model_content; ai-edge-torch and earlier litert-torch, tflite_model.
+    content = getattr(edge, "model_content", None) or edge.tflite_model
+    return bytes(content())

@@ -9,15 +9,23 @@ PyTorch (its fake-quant scales are parameters), as the PyTorch modes train, then
 
 The simulation is NNCF's quantization of the PyTorch module run in PyTorch (its
 fake-quants): for the other paths, the same algorithm on the same calibration batches.
+
+NNCF 2 (legacy tracing) wraps torch's functions and ``nn.Module.__call__`` for the whole process
+when ``nncf.torch`` is imported: every later cell of the worker would then trace through NNCF's
+wrappers, which dynamo cannot (``torch.export`` fails in any mode). Its torch work runs with the
+wrappers on and they are taken off after; NNCF 3 traces without them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import functools
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +62,35 @@ def nncf() -> Any:
     return module
 
 
+@contextlib.contextmanager
+def legacy_patching() -> Iterator[bool]:
+    """NNCF 2's torch wrappers on for the block and off after it (importing ``nncf.torch`` puts them
+    on); yields whether this NNCF has them."""
+    try:
+        from nncf.torch.dynamic_graph import patch_pytorch
+    except ImportError:
+        yield False
+        return
+    patch_pytorch.patch_torch_operators()
+    try:
+        yield True
+    finally:
+        patch_pytorch.unpatch_torch_operators()
+
+
+class Patched(torch.nn.Module):
+    """An NNCF 2 model (NNCFNetwork) whose calls run with NNCF's wrappers on: its quantizers are
+    hooks of the wrapped functions, so without them it would compute in float."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        with legacy_patching():
+            return self.inner(*args)
+
+
 def _convert(model: torch.nn.Module, example: tuple[torch.Tensor, ...]):
     """``ov.convert_model`` of a module, traced without autograd: with it, nn.MultiheadAttention
     leaves its fast path between the tracer's two runs and the trace check fails."""
@@ -62,6 +99,12 @@ def _convert(model: torch.nn.Module, example: tuple[torch.Tensor, ...]):
 
 
 def quantize(ctx: CellContext) -> Quantized:
+    with legacy_patching() as legacy:
+        quantized = _quantize(ctx)
+    return dataclasses.replace(quantized, simulation=Patched(quantized.simulation)) if legacy else quantized
+
+
+def _quantize(ctx: CellContext) -> Quantized:
     nncf_ = nncf()
     example = ctx.data.calibration[0]
     batches = ctx.data.calibration
