@@ -82,6 +82,8 @@ def _activation_fake_quant(weight: Any) -> Any:
         from torchao.quantization.quantize_.common import _choose_quant_func_and_quantize_tensor
 
         return lambda x: _choose_quant_func_and_quantize_tensor(x, kwargs).dequantize()
+    if hasattr(weight, "input_quant_func"):  # LinearActivationQuantizedTensor (torchao before 0.15)
+        return lambda x: weight.input_quant_func(x, **weight.quant_kwargs).dequantize()
     if getattr(weight, "activation_quantization", None) is not None:  # IntxUnpackedToInt8Tensor
         from torchao.quantization.quantize_.workflows.intx import intx_unpacked_to_int8_tensor as intx
 
@@ -98,7 +100,9 @@ def simulation(quantized: nn.Module) -> nn.Module:
         if weight is None or not hasattr(weight, "dequantize") or type(weight) in (torch.Tensor, nn.Parameter):
             continue
         fake_quant = _activation_fake_quant(weight)
-        module.weight = nn.Parameter(weight.dequantize().detach(), requires_grad=False)
+        # A LinearActivationQuantizedTensor has no dequantize of its own: its weight has.
+        inner = getattr(weight, "original_weight_tensor", weight)
+        module.weight = nn.Parameter(inner.dequantize().detach(), requires_grad=False)
         if fake_quant is not None:
             module.register_forward_pre_hook(lambda _m, args, fq=fake_quant: (fq(args[0]), *args[1:]))
     return simulated
