@@ -18,8 +18,12 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
+import shutil
+import sys
 import warnings
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -64,6 +68,11 @@ def _name(target: Any) -> str:
 def lowering() -> Any:
     logging.getLogger("torchao").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*LeafSpec")
+    # ExecuTorch 1.0 writes programs with the flatc its wheel installs beside the interpreter: found
+    # there too when the environment is not activated (its bin not on PATH).
+    here = Path(sys.executable).parent
+    if shutil.which("flatc") is None and (here / "flatc").exists():
+        os.environ["PATH"] = f"{here}{os.pathsep}{os.environ.get('PATH', '')}"
     from executorch import exir
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import operator
 from typing import TYPE_CHECKING
 
@@ -136,8 +137,16 @@ def _adapter() -> type:
     return FXQuantization
 
 
+@functools.cache
+def _torch_ao_converts() -> bool:
+    """Whether this torch still carries torch.ao's PT2E (before 2.13): torchao's convert_pt2e hands a
+    graph observed by torch.ao modules alone to it, and refuses one that mixes both packages'
+    observers (torchao 0.14), which the adapter would make."""
+    return importlib.util.find_spec("torch.ao.quantization.quantize_pt2e") is not None
+
+
 def _in_graph(module: torch.nn.Module) -> torch.nn.Module:
-    if pt2e_mode.api().source.startswith("torchao"):
+    if pt2e_mode.api().source.startswith("torchao") and not _torch_ao_converts():
         return _adapter()(module)
     return module
 
