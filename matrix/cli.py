@@ -113,7 +113,7 @@ def diff(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from matrix.reporting.compare import SQNR_TOLERANCE_DB, compare_runs
+    from matrix.reporting.compare import SQNR_TOLERANCE_DB, compare_runs, status_differences
     from matrix.reporting.html import render_compare_html
     from matrix.reporting.markdown import render_compare_markdown
     from matrix.runs import load_run
@@ -125,10 +125,11 @@ def compare(args: argparse.Namespace) -> int:
     if len(runs) < 2:
         print("qmatrix: compare needs at least two runs", file=sys.stderr)
         return UNREADABLE
-    table = compare_runs(runs, tolerance)
-    text = render_compare_markdown(runs, table, tolerance)
+    table, differences = compare_runs(runs, tolerance), status_differences(runs)
+    text = render_compare_markdown(runs, table, differences, tolerance)
     if args.output:
-        _write(args.output, {"compare.md": text, "compare.html": render_compare_html(runs, table, tolerance)})
+        _write(args.output, {"compare.md": text,
+                             "compare.html": render_compare_html(runs, table, differences, tolerance)})
     print(text, end="")
     return 0
 

@@ -142,7 +142,8 @@ def _torch_ao_converts() -> bool:
     """Whether this torch still carries torch.ao's PT2E (before 2.13): torchao's convert_pt2e hands a
     graph observed by torch.ao modules alone to it, and refuses one that mixes both packages'
     observers (torchao 0.14), which the adapter would make."""
-    return importlib.util.find_spec("torch.ao.quantization.quantize_pt2e") is not None
+    torch_ao_flow = pt2e_mode.LOCATIONS[-1][0]
+    return importlib.util.find_spec(torch_ao_flow) is not None
 
 
 def _in_graph(module: torch.nn.Module) -> torch.nn.Module:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from matrix.reporting.tables import normalize_message
+from matrix.reporting.tables import failure_key
 from matrix.reporting.values import Chip, db, reproduce, short
 from matrix.runs import Run
 from matrix.vocabulary import FAILED, QUANTIZED, RANK, SURPRISES, Fidelity, Status
@@ -197,9 +197,7 @@ def signature(record: dict | None) -> str:
     or the status and its reason; empty for a pass or an absent cell."""
     if record is None or record["status"] == Status.PASS.value:
         return ""
-    words = [record.get("stage") or "", record.get("error_type") or record["status"],
-             normalize_message(record.get("error_message") or record.get("reason"), limit=200)]
-    return ": ".join(w for w in words if w)
+    return ": ".join(w for w in failure_key(record, limit=200) if w)
 
 
 def status_differences(runs: list[Run]) -> pd.DataFrame:
@@ -210,8 +208,7 @@ def status_differences(runs: list[Run]) -> pd.DataFrame:
     one of them."""
     found = [run.by_case() for run in runs]
     names = column_names(runs)
-    groups: dict[tuple, list[str]] = {}
-    detail: dict[tuple, list[dict]] = {}
+    groups: dict[tuple, list[tuple[str, list[dict]]]] = {}  # key -> (cell, its records in the runs that have it)
     for case_id in sorted(set().union(*found)):
         records = [table.get(case_id) for table in found]
         statuses = tuple(r["status"] if r else "·" for r in records)
@@ -219,13 +216,12 @@ def status_differences(runs: list[Run]) -> pd.DataFrame:
             continue
         parting = [r for r, s in zip(records, statuses) if s != statuses[0]]
         sig = " / ".join(dict.fromkeys(x for x in map(signature, parting) if x)) or signature(records[0])
-        backend = next(r["backend"] for r in records if r)
-        key = (backend, statuses, sig)
-        groups.setdefault(key, []).append(case_id)
-        detail.setdefault(key, []).extend(r for r in records if r)
+        present = [r for r in records if r]
+        groups.setdefault((present[0]["backend"], statuses, sig), []).append((case_id, present))
     rows = []
-    for (backend, statuses, sig), cells in groups.items():
-        records = detail[(backend, statuses, sig)]
+    for (backend, statuses, sig), members in groups.items():
+        cells = [case_id for case_id, _ in members]
+        records = [r for _, present in members for r in present]
         reasons = [(r.get("expected") or {}).get("reason") for r in records if r["status"] != Status.PASS.value
                    and r.get("verdict") not in SURPRISES]
         shown = {name: Chip(s, "", word=True) if s != "·" else s for name, s in zip(names, statuses)}

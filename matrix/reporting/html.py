@@ -504,9 +504,9 @@ def _plain_table(table: pd.DataFrame, row_attrs=lambda row: "") -> str:
     return f'<table class="sortable">{_th(list(table.columns))}<tbody>{body}</tbody></table>'
 
 
-def render_compare_html(runs: list[RunFolder], table: pd.DataFrame, tolerance: float) -> str:
+def render_compare_html(runs: list[RunFolder], table: pd.DataFrame, differences: pd.DataFrame,
+                        tolerance: float) -> str:
     differing = int(table["differs"].sum()) if len(table) else 0
-    differences = compare.status_differences(runs)
     rows = []
     for _, row in table.iterrows():
         outcomes = "".join(td(v) if isinstance(v, Chip) else '<td class="s-none">·</td>' for v in row.iloc[2:])

@@ -320,8 +320,9 @@ def render_diff_markdown(diff: RunDiff) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_compare_markdown(runs: list[RunFolder], found: pd.DataFrame,
+def render_compare_markdown(runs: list[RunFolder], found: pd.DataFrame, differences: pd.DataFrame,
                             tolerance: float = compare.SQNR_TOLERANCE_DB) -> str:
+    """``found`` from compare.compare_runs, ``differences`` from compare.status_differences."""
     differing = int(found["differs"].sum()) if len(found) else 0
     shown = found.assign(differs=found["differs"].map({True: "≠", False: ""})) if len(found) else found
     return "\n".join([
@@ -332,7 +333,7 @@ def render_compare_markdown(runs: list[RunFolder], found: pd.DataFrame,
         "signature of the runs that part from the first (stage, exception, masked message; or status and reason). "
         "`unexplained` counts cells some run judged worse, better or broken against its own versions' "
         "expectations.", "",
-        table(compare.status_differences(runs), empty="_every cell has one status in every run_"), "",
+        table(differences, empty="_every cell has one status in every run_"), "",
         "## Every cell", "",
         f"{len(found)} cells; **{differing} differ** between the runs (marked ≠: another status or stage, "
         f"SQNR apart by more than {tolerance:g} dB, or absent from a run: ·).", "",

@@ -718,11 +718,17 @@ class FailureGroup:
         return f"{self.stage}: {self.error_type}: {self.message}"
 
 
+def failure_key(record, limit: int = 500) -> tuple[str, str, str]:
+    """A record's (a dict's or a row's) signature parts: its stage, its exception type (or status) and
+    its masked message (or reason)."""
+    return (record["stage"] or "", record["error_type"] or record["status"],
+            normalize_message(record["error_message"] or record["reason"], limit))
+
+
 def failure_groups(run: Run) -> list[FailureGroup]:
     """Every failed cell (fail, crash, timeout, error) in groups by signature, largest first."""
     failed = run.df[run.df["status"].isin(FAILED)]
-    keys = failed.apply(lambda r: (r["stage"] or "", r["error_type"] or r["status"],
-                                   normalize_message(r["error_message"] or r["reason"])), axis=1)
+    keys = failed.apply(failure_key, axis=1)
     groups = [FailureGroup(*key, failed[keys == key]) for key in dict.fromkeys(keys)] if len(failed) else []
     return sorted(groups, key=lambda g: (-len(g.cells), g.signature))
 
