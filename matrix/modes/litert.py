@@ -9,18 +9,20 @@ export stage; the mode picks the recipe.
 (LiteRT's counterpart of ONNX Runtime's quantizer) with a recipe per scheme:
 ``static_wi8_ai8`` (``static_wi8_ai16`` for the ``a_int16`` qspec), ``dynamic_wi8_afp32``,
 ``weight_only_wi8_afp32``. Static recipes calibrate on the cell's calibration batches
-with min/max statistics (``qsv_utils.min_max_update``; the Quantizer's own default
+with min/max statistics (``min_max_update``; the Quantizer's own default
 averages per-batch ranges).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
+from importlib import metadata
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from matrix.cell import first_line
+from matrix.cell import Unavailable, first_line
 from matrix.contract import Quantized
 from matrix.formats.float_artifacts import FloatArtifacts
 from matrix.formats.tflite import PACKAGES as LITERT_PACKAGES
@@ -94,23 +96,40 @@ def quantize_aeq(ctx: CellContext) -> Quantized:
 
         quantizing = quantizer.Quantizer(float_tflite)
         name = "static_wi8_ai16" if bits == 16 else AEQ_RECIPES[ctx.scheme.name]
+        if not hasattr(recipe, name):  # ai-edge-quantizer 0.1 has the dynamic recipes only
+            raise Unavailable(f"ai-edge-quantizer {metadata.version('ai-edge-quantizer')} has no {name} recipe")
         quantizing.load_quantization_recipe(getattr(recipe, name)())
     statistics = None
     if quantizing.need_calibration:
         with ctx.clock.stage(Stage.CALIBRATE):
-            from ai_edge_quantizer.utils import qsv_utils
-
             inputs = _inputs(float_tflite)
             feeds = [{name: t.numpy().astype(dtype) for (name, dtype), t in zip(inputs, batch)}
                      for batch in ctx.data.calibration]
-            calibrating = calibrator.Calibrator(float_tflite, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
-            calibrating.calibrate({"serving_default": feeds}, quantizing._recipe_manager)
-            statistics = calibrating.get_model_qsvs()
+            statistics = _min_max_statistics(calibrator, float_tflite, {"serving_default": feeds},
+                                             quantizing._recipe_manager)
     with ctx.clock.stage(Stage.CONVERT):
-        result = quantizing.quantize(statistics, enable_progress_report=False)
+        quiet = "enable_progress_report" in inspect.signature(quantizing.quantize).parameters
+        result = quantizing.quantize(statistics, **({"enable_progress_report": False} if quiet else {}))
     simulation, kind = simulation_for(ctx, bits)
     return Quantized(TFLiteModel(bytes(result.quantized_model)), simulation, kind, stand_in=True,
                      float_artifact=lambda: TFLiteModel(float_tflite))
+
+
+def _min_max_statistics(calibrator, content: bytes, data: dict, recipe_manager) -> dict:
+    """The calibration statistics, each tensor's range over all batches (min/max, not the default
+    moving average). ai-edge-quantizer 0.10 takes the update function in the Calibrator
+    (``qsv_utils``); earlier releases (0.4) take it in ``calibrate``, from ``calibration_utils``."""
+    try:
+        from ai_edge_quantizer.utils import qsv_utils
+    except ImportError:
+        from ai_edge_quantizer.utils import calibration_utils
+
+        calibrating = calibrator.Calibrator(content, num_threads=1)
+        calibrating.calibrate(data, recipe_manager, qsv_update_func=calibration_utils.min_max_update)
+    else:
+        calibrating = calibrator.Calibrator(content, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+        calibrating.calibrate(data, recipe_manager)
+    return calibrating.get_model_qsvs()
 
 
 def _inputs(content: bytes) -> list[tuple[str, np.dtype]]:

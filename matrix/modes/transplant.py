@@ -192,10 +192,11 @@ def _train_on(graph_module: torch.fx.GraphModule, ctx: CellContext, pt2e) -> dic
     after, in eval mode."""
 
     def loss() -> float:
-        pt2e.to_eval(graph_module)
-        with torch.no_grad():
-            return round(sum(torch.nn.functional.mse_loss(graph_module(*batch), ctx.float_model(*batch)).item()
-                             for batch in ctx.data.calibration) / len(ctx.data.calibration), 8)
+        with ctx.clock.stage(Stage.TRAIN):  # part of the PT2E training: its failures are the stage's
+            pt2e.to_eval(graph_module)
+            with torch.no_grad():
+                return round(sum(torch.nn.functional.mse_loss(graph_module(*batch), ctx.float_model(*batch)).item()
+                                 for batch in ctx.data.calibration) / len(ctx.data.calibration), 8)
 
     before, weights = loss(), [p.detach().clone() for p in graph_module.parameters()]
     train(graph_module, ctx, to_train=pt2e.to_train, to_eval=pt2e.to_eval)
