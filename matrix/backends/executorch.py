@@ -65,6 +65,19 @@ def _name(target: Any) -> str:
 
 
 @functools.cache
+def quantized_kernels() -> None:
+    """Register ExecuTorch's quantized_decomposed out variants, which to_executorch needs for Q/DQ
+    ops left outside a delegate. ExecuTorch 1.0's libquantized_ops_aot_lib links _portable_lib by
+    name with a RUNPATH that misses it, so it loads only after portable_lib is loaded, and
+    executorch.kernels.quantized swallows the failure (pytorch/executorch#22071)."""
+    importlib.import_module("executorch.extension.pybindings.portable_lib")
+    importlib.import_module("executorch.kernels.quantized")
+    if not any(schema.name == "quantized_decomposed::quantize_per_tensor" and schema.overload_name == "out"
+               for schema in torch._C._jit_get_all_schemas()):
+        raise RuntimeError("ExecuTorch's quantized kernels (libquantized_ops_aot_lib) did not load")
+
+
+@functools.cache
 def lowering() -> Any:
     logging.getLogger("torchao").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=r".*LeafSpec")
@@ -167,7 +180,7 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
         edge = lower(model, example)
         inspection = inspect_lowered(edge.exported_program().graph_module)
         if inspection.notes["undelegated_quantize_ops"]:
-            importlib.import_module("executorch.kernels.quantized")  # q/dq kernels outside a delegate
+            quantized_kernels()  # q/dq kernels outside a delegate
         program = edge.to_executorch().buffer
     if ctx.artifacts is not None:
         ctx.artifacts.mkdir(parents=True, exist_ok=True)

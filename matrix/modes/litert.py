@@ -36,8 +36,10 @@ from matrix.vocabulary import Stage
 if TYPE_CHECKING:
     from matrix.contract import CellContext
 
-LITERT_RECIPES = {"ptq_dynamic": "full_dynamic_recipe", "weight_only": "full_weight_only_recipe",
-                  "fp16": "full_fp16_recipe"}
+# Each scheme's recipe by its names, newest first (ai-edge-torch 0.4 called the int8 ones full_int8_*).
+LITERT_RECIPES = {"ptq_dynamic": ("full_dynamic_recipe", "full_int8_dynamic_recipe"),
+                  "weight_only": ("full_weight_only_recipe", "full_int8_weight_only_recipe"),
+                  "fp16": ("full_fp16_recipe",)}
 AEQ_RECIPES = {"ptq_static": "static_wi8_ai8", "ptq_dynamic": "dynamic_wi8_afp32",
                "weight_only": "weight_only_wi8_afp32"}
 # The float model's .tflite, converted once per process for all of its aeq cells.
@@ -80,7 +82,11 @@ def _simulation(ctx: CellContext, activation_bits: int) -> tuple:
 def quantize_litert_recipe(ctx: CellContext) -> Quantized:
     with ctx.clock.stage(Stage.PREPARE):
         quant_recipes = litert_torch_part("generative.quantize.quant_recipes")
-        ctx.handoff[QUANT_CONFIG] = getattr(quant_recipes, LITERT_RECIPES[ctx.scheme.name])()
+        names = LITERT_RECIPES[ctx.scheme.name]
+        recipe = next((getattr(quant_recipes, name) for name in names if hasattr(quant_recipes, name)), None)
+        if recipe is None:
+            raise Unavailable(f"{quant_recipes.__name__} has no {' or '.join(names)}")
+        ctx.handoff[QUANT_CONFIG] = recipe()
     simulation, kind = simulation_for(ctx)
     return Quantized(copy.deepcopy(ctx.float_model).eval(), simulation, kind, stand_in=True)
 

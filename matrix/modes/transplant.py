@@ -69,9 +69,11 @@ class Marker(torch.nn.Module):
     def __init__(self, index: int) -> None:
         super().__init__()
         self.index = index
+        # Defined here, before any capture: torch 2.5's dynamo cannot trace the op's definition.
+        self.op = _marker_op()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _marker_op()(x, self.index)
+        return self.op(x, self.index)
 
 
 def _quantization_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
