@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import inspect
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -82,11 +82,7 @@ def _simulation(ctx: CellContext, activation_bits: int) -> tuple:
 def quantize_litert_recipe(ctx: CellContext) -> Quantized:
     with ctx.clock.stage(Stage.PREPARE):
         quant_recipes = litert_torch_part("generative.quantize.quant_recipes")
-        names = LITERT_RECIPES[ctx.scheme.name]
-        recipe = next((getattr(quant_recipes, name) for name in names if hasattr(quant_recipes, name)), None)
-        if recipe is None:
-            raise Unavailable(f"{quant_recipes.__name__} has no {' or '.join(names)}")
-        ctx.handoff[QUANT_CONFIG] = recipe()
+        ctx.handoff[QUANT_CONFIG] = _recipe(quant_recipes, LITERT_RECIPES[ctx.scheme.name])()
     simulation, kind = simulation_for(ctx)
     return Quantized(copy.deepcopy(ctx.float_model).eval(), simulation, kind, stand_in=True)
 
@@ -102,9 +98,7 @@ def quantize_aeq(ctx: CellContext) -> Quantized:
 
         quantizing = quantizer.Quantizer(float_tflite)
         name = "static_wi8_ai16" if bits == 16 else AEQ_RECIPES[ctx.scheme.name]
-        if not hasattr(recipe, name):  # ai-edge-quantizer 0.1 has the dynamic recipes only
-            raise Unavailable(f"ai-edge-quantizer {metadata.version('ai-edge-quantizer')} has no {name} recipe")
-        quantizing.load_quantization_recipe(getattr(recipe, name)())
+        quantizing.load_quantization_recipe(_recipe(recipe, (name,))())  # 0.1 has the dynamic ones only
     statistics = None
     if quantizing.need_calibration:
         with ctx.clock.stage(Stage.CALIBRATE):
@@ -119,6 +113,17 @@ def quantize_aeq(ctx: CellContext) -> Quantized:
     simulation, kind = simulation_for(ctx, bits)
     return Quantized(TFLiteModel(bytes(result.quantized_model)), simulation, kind, stand_in=True,
                      float_artifact=lambda: TFLiteModel(float_tflite))
+
+
+def _recipe(module: Any, names: tuple[str, ...]) -> Any:
+    """The first of ``names`` that ``module`` has (a recipe by its names, newest first); a release
+    that has none of them makes the cell unavailable, naming the release."""
+    for name in names:
+        if hasattr(module, name):
+            return getattr(module, name)
+    top = module.__name__.partition(".")[0]
+    release = " ".join(f"{dist} {metadata.version(dist)}" for dist in metadata.packages_distributions().get(top, []))
+    raise Unavailable(f"{module.__name__} ({release or 'release unknown'}) has no {' or '.join(names)} recipe")
 
 
 def _min_max_statistics(calibrator, content: bytes, data: dict, recipe_manager) -> dict:
