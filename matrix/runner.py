@@ -85,6 +85,10 @@ def run_cell(
     clock = StageClock(on_enter=on_stage)
     limit = seconds or thresholds.for_cell(case.scheme, case.model, case.backend, case.kind)["max_cell_seconds"]
     torch.manual_seed(record["seed"])
+    # Each cell starts from a clean dynamo: what an earlier cell's export left in its caches changes
+    # what a later capture traces (on torch 2.5, after a failed ONNX export of an eager model, the
+    # next torch.export of a model with a QuantStub in it fails: "inline in skipfiles: QuantStub.forward").
+    torch._dynamo.reset()
 
     def hung() -> None:
         if on_hang is not None:

@@ -106,6 +106,14 @@ def test_seed_comes_from_the_case_id(monkeypatch):
     assert first["metrics"] == second["metrics"]
 
 
+def test_each_cell_starts_from_a_clean_dynamo(monkeypatch):
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(True))
+    run(monkeypatch)
+    run(monkeypatch)
+    assert len(resets) == 2
+
+
 @pytest.mark.parametrize("name", ["mlp", "conv_bn_relu", "digits_mlp"])
 def test_reference_models_are_deterministic(name):
     from models import MODELS

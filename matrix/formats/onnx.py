@@ -178,6 +178,9 @@ def export(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path
     import onnx
 
     reuse_torchlib_registry()
+    # Fresh tensors, not views of a data set's tensor: torch 2.5's exporter, when torch.export fails,
+    # retraces the model from a TorchScript trace, and that retrace fails on a view as an input.
+    example = tuple(t.contiguous().clone() if isinstance(t, torch.Tensor) else t for t in example)
     try:
         if exporter == "torchscript":
             torch.onnx.export(model, example, str(path), dynamo=False, opset_version=TORCHSCRIPT_OPSET)

@@ -59,6 +59,16 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def export(model: torch.nn.Module, example: tuple) -> torch.fx.GraphModule:
+    """The graph PT2E quantizes: ``torch.export.export``'s, on torch 2.6 and later; on older torch
+    ``export_for_training``, as the PT2E tutorials of torch 2.5 capture (its ``export`` gives the
+    inference graph, whose functional batch norm writes its running statistics back in place, so
+    QAT's backward through it fails)."""
+    if torch.__version__ < "2.6" and hasattr(torch.export, "export_for_training"):
+        return torch.export.export_for_training(model, example).module()
+    return torch.export.export(model, example).module()
+
+
 def quantize(ctx: CellContext, capture: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m) -> Quantized:
     """The PT2E flow; ``capture`` turns the float model into what torch.export captures
     (the FX-traced model, for the conversion mode)."""
@@ -67,7 +77,7 @@ def quantize(ctx: CellContext, capture: Callable[[torch.nn.Module], torch.nn.Mod
     example = ctx.data.calibration[0]
     with ctx.clock.stage(Stage.CAPTURE):
         source = capture(copy.deepcopy(ctx.float_model)).train(training)
-        model = torch.export.export(source, example).module()
+        model = export(source, example)
     with ctx.clock.stage(Stage.PREPARE):
         quantizer = ctx.backend.pt2e_quantizer(ctx.scheme.name, ctx.qspec)
         patterns.install()  # reaches the quantizer's annotators, imported just now

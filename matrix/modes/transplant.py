@@ -165,7 +165,10 @@ def transplant(prepared: torch.fx.GraphModule, example: tuple, training: bool) -
         parent, _, leaf = name.rpartition(".")
         setattr(work.get_submodule(parent) if parent else work, leaf, markers[index[id(module)]])
     weights = {} if training else _weight_observers(prepared)
-    graph_module = torch.export.export(work, example).module()
+    graph_module = pt2e_mode.export(work, example)
+    # FX's record of what it prepared, which convert_pt2e asserts: the guide's last step. torch.export
+    # carries the root module's meta itself from torch 2.6 on, torch 2.5 leaves it behind.
+    graph_module.meta["_observed_graph_module_attrs"] = work.meta["_observed_graph_module_attrs"]
     graph = graph_module.graph
     placed = 0
     for node in list(graph.nodes):
