@@ -144,13 +144,15 @@ def test_merge_breaks_a_tie_of_dates_by_the_order_of_the_runs(tmp_path):
 
 
 def test_compare_has_a_column_per_run_and_marks_differences(tmp_path, capsys):
-    runs = [write_run(tmp_path, "a", [cell("x", "pass"), cell("y", "pass")], {"label": "torch213"}),
+    runs = [write_run(tmp_path, "a", [cell("x", "pass"), cell("y", "pass")],
+                      {"label": "torch213", "cpu_flags": ["avx2", "avx512_vnni"]}),
             write_run(tmp_path, "b", [cell("x", "pass"), failed("y", "convert")], {"label": "torch214"}),
             write_run(tmp_path, "c", [cell("x", "pass")], {"label": "nightly"})]
     out = tmp_path / "compare"
     assert main(["compare", *map(str, runs), "-o", str(out)]) == 0
     rows = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
     assert "| differs | cell | torch213 | torch214 | nightly |" in rows
+    assert "| cpu flags | avx2 avx512_vnni | | |" in rows, "the instruction sets of each run's CPU"
     assert "| | x-fx-ptq_static-x86 | ✅ pass 30.0 dB | ✅ pass 30.0 dB | ✅ pass 30.0 dB |" in rows
     assert "| ≠ | y-fx-ptq_static-x86 | ✅ pass 30.0 dB | ❌ fail at convert: RuntimeError | · |" in rows
     page = (out / "compare.html").read_text()

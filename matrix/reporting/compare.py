@@ -138,6 +138,8 @@ def versions(runs: list[Run]) -> pd.DataFrame:
         "label": lambda e: e.get("label"), "date": lambda e: e.get("date"),
         "suite commit": lambda e: (e.get("suite_commit") or "")[:12] or None,
         "python": lambda e: e.get("python"), "platform": lambda e: e.get("platform"), "cpu": lambda e: e.get("cpu"),
+        # the instruction sets that decide which int8 kernels run: runs on different CPUs differ by them
+        "cpu flags": lambda e: " ".join(e.get("cpu_flags") or []),
     }
     packages = dict.fromkeys(p for run in runs for p in (run.env.get("versions") or {}))
     fields.update({p: (lambda e, p=p: (e.get("versions") or {}).get(p)) for p in packages})
