@@ -93,7 +93,15 @@ def test_report_renders_filters_and_shows_a_record(tmp_path, browser):
     browser.get((run / "report.html").as_uri())
     WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.body.dataset.ready") == "yes")
 
-    assert visible(browser, "#cell-table tbody tr") == len(cells)
+    assert visible(browser, "#cell-table tbody tr") == 0, "the cell table's rows wait until it is near"
+    browser.execute_script("document.getElementById('cells').scrollIntoView()")
+    WebDriverWait(browser, 10).until(lambda d: visible(d, "#cell-table tbody tr") == len(cells))
+    # A filter chosen before the table was reached brings its rows too.
+    browser.get((run / "report.html").as_uri())
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.body.dataset.ready") == "yes")
+    Select(browser.find_element("css selector", 'select[data-axis="model"]')).select_by_value("model_03")
+    assert visible(browser, "#cell-table tbody tr") == sum(c["model"] == "model_03" for c in cells)
+    Select(browser.find_element("css selector", 'select[data-axis="model"]')).select_by_value("")
     assert visible(browser, "table.support tbody tr") == 9, "mode × scheme rows"
     assert visible(browser, "#per-model tbody tr") == 40 * 9
     before = browser.execute_script("return document.querySelector('td.tally').textContent")

@@ -165,8 +165,10 @@ def test_status_differences_group_by_backend_statuses_and_signature(tmp_path, ca
     known = {"verdict": "known", "expected": {"status": "fail", "reason": "no kernel on 2.5"}}
     old = [failed("x", "convert") | {"error_message": "no kernel for shape 3"} | known,
            failed("y", "convert") | {"error_message": "no kernel for shape 7"} | known,
-           failed("z", "export", "TypeError") | {"verdict": "failed"}, cell("w", "pass")]
-    runs = [write_run(tmp_path, "new", [cell(n, "pass") for n in "xyzw"], {"label": "torch213"}),
+           failed("z", "export", "TypeError") | {"verdict": "failed"}, cell("w", "pass"),
+           cell("v", "unavailable") | {"verdict": "unavailable", "reason": "no such package",
+                                        "expected": {"status": "fail", "reason": "a cause at worst"}}]
+    runs = [write_run(tmp_path, "new", [cell(n, "pass") for n in "xyzwv"], {"label": "torch213"}),
             write_run(tmp_path, "old", old, {"label": "torch251"})]
     assert main(["compare", *map(str, runs)]) == 0
     rows = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
@@ -174,6 +176,8 @@ def test_status_differences_group_by_backend_statuses_and_signature(tmp_path, ca
             "x-fx-ptq_static-x86, y-fx-ptq_static-x86 | no kernel on 2.5 |") in rows
     assert "| x86 | ✅ pass | ❌ fail | export: TypeError: no kernel | 1 | 1 | z-fx-ptq_static-x86 | |" in rows
     assert not any(line.startswith("| x86 |") and "w-fx" in line for line in rows)
+    unavailable = next(line for line in rows if "v-fx-ptq_static-x86" in line)
+    assert "a cause at worst" not in unavailable, "only an entry that explains a status is shown"
 
 
 def test_unreadable_input_is_named_and_nothing_is_written(tmp_path, capsys):

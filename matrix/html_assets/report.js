@@ -1,7 +1,9 @@
 "use strict";
 // Filters, sorting and the record panel of a qmatrix report. Reads the records embedded in the page.
 (function () {
-  const DATA = JSON.parse(document.getElementById("records").textContent);
+  // The records, parsed the first time a filter, a tally or a record panel needs them: the page opens first.
+  let records = null;
+  const data = () => records || (records = JSON.parse(document.getElementById("records").textContent));
   const CONFIG = JSON.parse(document.getElementById("config").textContent);
   const SYMBOLS = CONFIG.symbols;
   const NOT_APPLICABLE = ["unavailable", "error"];
@@ -18,7 +20,7 @@
   const indices = (el) => (el.dataset.cells ? el.dataset.cells.split(" ").filter(Boolean).map(Number) : []);
 
   function matches(i) {
-    const r = DATA[i];
+    const r = data()[i];
     for (const axis in filters) {
       if (filters[axis] && String(r[axis] == null ? "" : r[axis]) !== filters[axis]) return false;
     }
@@ -29,6 +31,7 @@
 
   function tally(td, picked) {
     const counts = {};
+    const DATA = data();
     picked.forEach((i) => { counts[DATA[i].status] = (counts[DATA[i].status] || 0) + 1; });
     const applicable = picked.filter((i) => !NOT_APPLICABLE.includes(DATA[i].status)).length;
     const passed = counts.pass || 0;
@@ -39,7 +42,19 @@
     td.classList.toggle("s-unavailable", !applicable && picked.length > 0);
   }
 
+  // The cell table's rows, put in from their template the first time they are needed.
+  function cellRows(reapply = true) {
+    const template = document.getElementById("cell-rows");
+    if (!template) return;
+    template.remove();
+    document.querySelector("#cell-table tbody").appendChild(template.content);
+    if (reapply && (Object.values(filters).some(Boolean) || search)) apply();
+  }
+
   function apply() {
+    const active = Object.values(filters).some(Boolean) || search;
+    if (active) cellRows(false);
+    const DATA = data();
     const ok = DATA.map((_, i) => matches(i));
     $$("tr[data-i]").forEach((tr) => { tr.hidden = !ok[+tr.dataset.i]; });
     $$(".chip[data-i]").forEach((chip) => chip.classList.toggle("dim", !ok[+chip.dataset.i]));
@@ -56,7 +71,6 @@
       if (none) none.hidden = !rows.length || rows.some((tr) => !tr.hidden);
     });
     const shown = ok.filter(Boolean).length;
-    const active = Object.values(filters).some(Boolean) || search;
     document.getElementById("shown").textContent = active ? `${shown} of ${DATA.length} cells shown`
                                                            : `${DATA.length} cells`;
     $$("select[data-axis]").forEach((s) => s.classList.toggle("active", !!s.value));
@@ -71,6 +85,7 @@
 
   function sortBy(th) {
     const table = th.closest("table");
+    if (table.id === "cell-table") cellRows();
     const column = Array.from(th.parentNode.children).indexOf(th);
     const dir = th.dataset.dir === "asc" ? "desc" : "asc";
     $$("th", table).forEach((h) => delete h.dataset.dir);
@@ -148,7 +163,7 @@
   }
 
   function show(i) {
-    const r = DATA[i];
+    const r = data()[i];
     const m = r.metrics || {};
     const keys = METRICS.filter((k) => k in m).concat(Object.keys(m).filter((k) => !METRICS.includes(k)));
     const expected = r.expected || {};
@@ -204,6 +219,7 @@
     Object.keys(filters).forEach((axis) => { if (axis !== "model" && axis !== "kind") setFilter(axis, ""); });
     ["mode", "scheme", "backend"].forEach((axis) => setFilter(axis, td.dataset[axis]));
     apply();
+    cellRows();
     document.getElementById("cells").scrollIntoView();
   }
 
@@ -263,7 +279,16 @@
       apply();
     });
     document.getElementById("reset").addEventListener("click", reset);
-    apply();
+    // A fresh page shows every cell as rendered; the first filter applies itself.
+    const cells = document.getElementById("cells");
+    if (cells && "IntersectionObserver" in window) {
+      const near = new IntersectionObserver((seen) => {
+        if (seen.some((entry) => entry.isIntersecting)) { near.disconnect(); cellRows(); }
+      }, { rootMargin: "100% 0px" });
+      near.observe(cells);
+    } else {
+      cellRows();
+    }
   }
 
   start();

@@ -206,8 +206,8 @@ def status_differences(runs: list[Run]) -> pd.DataFrame:
     """The cells whose status is not the same in every run, in groups of one backend, one status per run
     and one signature: what the runs that part from the first one ran into (or, where those passed, what
     the first one did). ``unexplained`` counts the group's cells that some run judged worse, better or
-    broken against the expectations of its own versions; ``entry`` is the reason of an entry that explains
-    one of them."""
+    broken against the expectations of its own versions; ``entry`` is the reason of the entry that explains
+    the status of one of them (a cell of a run that parts from the first, where there is one)."""
     found = [run.by_case() for run in runs]
     names = column_names(runs)
     groups: dict[tuple, list[tuple[str, list[dict]]]] = {}  # key -> (cell, its records in the runs that have it)
@@ -219,13 +219,14 @@ def status_differences(runs: list[Run]) -> pd.DataFrame:
         parting = [r for r, s in zip(records, statuses) if s != statuses[0]]
         sig = " / ".join(dict.fromkeys(x for x in map(signature, parting) if x)) or signature(records[0])
         present = [r for r in records if r]
-        groups.setdefault((present[0]["backend"], statuses, sig), []).append((case_id, present))
+        groups.setdefault((present[0]["backend"], statuses, sig), []).append((case_id, present, parting))
     rows = []
     for (backend, statuses, sig), members in groups.items():
-        cells = [case_id for case_id, _ in members]
-        records = [r for _, present in members for r in present]
-        reasons = [(r.get("expected") or {}).get("reason") for r in records if r["status"] != Status.PASS.value
-                   and r.get("verdict") not in SURPRISES]
+        cells = [case_id for case_id, _, _ in members]
+        records = [r for _, present, _ in members for r in present]
+        # The entry that explains a status, where one does ("known"), those of the runs that part first.
+        ordered = [r for _, _, parting in members for r in parting if r] + records
+        reasons = [(r.get("expected") or {}).get("reason") for r in ordered if r.get("verdict") == "known"]
         shown = {name: Chip(s, "", word=True) if s != "·" else s for name, s in zip(names, statuses)}
         rows.append({"backend": backend, **shown, "signature": sig, "cells": len(cells),
                      "unexplained": len({r["case_id"] for r in records if r.get("verdict") in SURPRISES}),

@@ -173,7 +173,7 @@ def filter_bar(run: tables.Run, sections: str) -> str:
                        "</label>")
     return f"""<nav class="bar" id="bar"><div class="links">{links}</div><div class="filters">{"".join(selects)}
 <label>search<input id="search" type="search" placeholder="id, stage, error…"></label>
-<button id="reset" type="button">reset</button><span id="shown" class="muted"></span></div></nav>"""
+<button id="reset" type="button">reset</button><span id="shown" class="muted">{len(run.df)} cells</span></div></nav>"""
 
 
 def _section(anchor: str, title: str, intro: str, body: str) -> str:
@@ -354,7 +354,10 @@ def cells(run: tables.Run) -> str:
             f'{_count(r["size_bytes"])}<td class="num" data-v="{r["seconds"]}">{r["seconds"]:.2f}</td></tr>')
     columns = [*axes, "status", "verdict", "stage", "error / reason", "SQNR dB", "sim dB", "LSB vs sim", "fidelity",
                "q ops", "speedup", "compression", "int8 time", "bytes", "s"]
-    body = f'<table class="sortable filterable" id="cell-table">{_th(columns)}<tbody>{"".join(rows)}</tbody></table>'
+    # The rows wait in a template until the table is scrolled near or filtered: a browser lays out a
+    # table of thousands of rows before it shows the page, and most readers never reach it.
+    body = (f'<table class="sortable filterable" id="cell-table">{_th(columns)}<tbody></tbody></table>'
+            f'<template id="cell-rows">{"".join(rows)}</template>')
     return _section("cells", "All cells",
                     "Every cell of the run. Click a column to sort, a row for its whole record (stage, error, "
                     "metrics, timings, the command that reruns it).", body)
