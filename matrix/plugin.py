@@ -145,13 +145,16 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     ``-n 0``, or naming single cells by node id (a rerun), runs in-process."""
     if hasattr(config, "workerinput"):
         return
+    if _targets_matrix(config.args) and hasattr(config.option, "maxworkerrestart") \
+            and config.option.maxworkerrestart is None:
+        # A crashed worker is replaced however many crash: xdist's own limit (4 per worker) would
+        # leave the cells after the limit unrun, and a run of ExecuTorch cells has several aborts.
+        config.option.maxworkerrestart = 10_000
     if getattr(config.option, "numprocesses", 0) is not None or config.option.usepdb:
         return
     if config.option.collectonly or not _targets_matrix(config.args) or any("::" in a for a in config.args):
         return
     config.option.numprocesses = 1
-    if getattr(config.option, "maxworkerrestart", None) is None:
-        config.option.maxworkerrestart = 10_000
 
 
 def _named_cells(args: list[str]) -> set[str] | None:

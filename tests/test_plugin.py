@@ -93,3 +93,22 @@ def test_workers_share_the_cores(monkeypatch):
     assert threads_per_worker(config) == 8
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads_per_worker(config) == 3
+
+
+def test_crashed_workers_are_replaced_however_many_crash():
+    """xdist's own limit (4 restarts per worker) would leave the cells after it unrun; a matrix run
+    replaces every crashed worker, with -n given or not, unless the user sets the limit."""
+    from types import SimpleNamespace
+
+    from matrix.plugin import pytest_cmdline_main
+
+    def configured(numprocesses, limit=None, args=("cases",)):
+        option = SimpleNamespace(numprocesses=numprocesses, maxworkerrestart=limit, usepdb=False, collectonly=False)
+        config = SimpleNamespace(option=option, args=list(args))
+        pytest_cmdline_main(config)
+        return option
+
+    assert configured(2).maxworkerrestart == 10_000
+    assert configured(None).maxworkerrestart == 10_000 and configured(None).numprocesses == 1
+    assert configured(2, limit=3).maxworkerrestart == 3, "the user's own limit stands"
+    assert configured(2, args=("tests",)).maxworkerrestart is None, "the suite's own tests are left alone"

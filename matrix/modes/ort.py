@@ -14,6 +14,7 @@ PyTorch's dynamic simulation (weights QDQ, linear inputs fake-quantized per call
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
 from pathlib import Path
@@ -77,7 +78,9 @@ def quantize(ctx: CellContext) -> Quantized:
                 return float_path.read_bytes()
 
             float_path.write_bytes(FLOAT_ONNX.get(ctx.case.model, ctx.float_model, example, exported))
-        with ctx.clock.stage(Stage.PREPARE):
+        with ctx.clock.stage(Stage.PREPARE), contextlib.chdir(folder):
+            # in the cell's folder: when its shape inference gives up, ONNX Runtime writes the model
+            # it got so far to sym_shape_infer_temp.onnx in the working directory
             quant_pre_process(str(float_path), str(prepared))
         with ctx.clock.stage(Stage.CONVERT):
             if ctx.scheme.name == "ptq_dynamic":
