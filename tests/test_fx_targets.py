@@ -314,3 +314,25 @@ class _engine:
 
     def __exit__(self, *exc: object) -> None:
         torch.backends.quantized.engine = self.saved
+
+
+def test_xnnpack_target_shares_qparams_across_data_movement_as_its_quantizer_does() -> None:
+    """ExecuTorch's XNNPACKQuantizer gives a flatten its input's qparams (propagate_annotation), and
+    XNNPACK builds a reshape only when they match: the FX target must not give it its own observer."""
+    class PoolLinear(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.pool, self.fc = nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+
+    target = FX_TARGETS["xnnpack"]
+    example = (torch.randn(4, 3, 8, 8),)
+    prepared = quantize_fx.prepare_fx(PoolLinear().eval(), target.qconfig_mapping("ptq_static"), example,
+                                      backend_config=target.backend_config())
+    prepared(*example)
+    flatten = next(n for n in prepared.graph.nodes if n.target is torch.flatten)
+    before, after = flatten.args[0], next(iter(flatten.users))
+    assert before.op == after.op == "call_module"
+    assert prepared.get_submodule(before.target) is prepared.get_submodule(after.target)

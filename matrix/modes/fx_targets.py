@@ -92,8 +92,15 @@ SHARED_QPARAMS_OPS = (
     torch.stack, torch.unsqueeze, "permute", "repeat", "repeat_interleave", "reshape", "resize_", "squeeze",
     "squeeze_", "transpose", "unsqueeze", "unsqueeze_", "view",
 )
-# XNNPACKQuantizer's one op that shares qparams: adaptive_avg_pool2d.
+# OpenVINOQuantizer's op that shares qparams here: adaptive_avg_pool2d.
 ADAPTIVE_POOL_OPS = (torch.nn.AdaptiveAvgPool2d, torch.nn.functional.adaptive_avg_pool2d)
+# ExecuTorch's XNNPACKQuantizer gives these their input's qparams after it annotates (propagate_annotation,
+# _is_share_obs_or_fq_op): pooling, mean and the ops that only move data. XNNPACK builds a reshape only
+# when its input and output qparams match: a flatten between a pool and a linear must share them.
+XNNPACK_SHARED_QPARAMS_OPS = ADAPTIVE_POOL_OPS + (
+    torch.nn.MaxPool2d, torch.nn.functional.max_pool2d, torch.mean, torch.flatten, torch.permute, torch.transpose,
+    torch.squeeze, "mean", "flatten", "permute", "reshape", "squeeze", "transpose", "view",
+)
 # Matrix products without weights, whose inputs NNCF quantizes (its MatMul).
 MATMUL_OPS = (torch.matmul, torch.bmm)
 # litert-torch's fixed-qparams ops (_annotate_fixed_qparams: sigmoid, softmax) on [0, 1], as the guide lists them.
@@ -148,18 +155,18 @@ def ai_edge_torch_backend_config() -> BackendConfig:
             .set_backend_pattern_configs(_gru_configs(unweighted)))
 
 
-def _xnnpack_patterns(name: str, specs: Specs) -> BackendConfig:
+def _xnnpack_patterns(name: str, specs: Specs, shared: tuple = ADAPTIVE_POOL_OPS) -> BackendConfig:
     weighted, unweighted = specs.weighted, specs.unweighted
     return (BackendConfig(name)
             .set_backend_pattern_configs(common._get_linear_configs(weighted))
             .set_backend_pattern_configs(common._get_conv_configs(weighted))
             .set_backend_pattern_configs(common._get_binary_op_configs(unweighted))
             .set_backend_pattern_config(common._get_cat_config(unweighted))
-            .set_backend_pattern_configs(_shared_qparams_configs(ADAPTIVE_POOL_OPS, unweighted)))
+            .set_backend_pattern_configs(_shared_qparams_configs(shared, unweighted)))
 
 
 def xnnpack_backend_config() -> BackendConfig:
-    return _xnnpack_patterns("xnnpack", SYMMETRIC_INT8)
+    return _xnnpack_patterns("xnnpack", SYMMETRIC_INT8, XNNPACK_SHARED_QPARAMS_OPS)
 
 
 def openvino_backend_config() -> BackendConfig:
