@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,19 @@ SQNR_CEILING_DB = 300.0
 
 class Unavailable(Exception):
     """This environment lacks the package, version or API a cell needs."""
+
+
+def first_location(locations: tuple[tuple[str, ...], ...], build: Callable, what: str):
+    """``build`` of the modules of the first location (module names, newest first) that imports and
+    has what ``build`` reads; :class:`Unavailable` naming every location tried and why, when none does
+    (an API that moved between releases: PT2E from torch.ao to torchao, say)."""
+    problems = []
+    for names in locations:
+        try:
+            return build(*(importlib.import_module(name) for name in names))
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"{names[0]}: {exc}")
+    raise Unavailable(f"{what}: " + "; ".join(problems))
 
 
 def missing_packages(packages: dict[str, str], extra: str) -> str | None:

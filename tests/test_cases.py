@@ -170,3 +170,12 @@ def test_collection_runs_the_costliest_groups_first_each_in_one_run():
     groups = [key for key, _ in groupby(ids, key=lambda i: (i.split("-")[0], i.split("-")[3]))]
     assert len(groups) == len(set(groups)) == 4, groups
     assert groups[0] == ("mlp", "inductor") and groups[-1] == ("op_relu", "fbgemm")
+
+
+def test_an_api_that_moved_is_looked_up_where_each_release_has_it():
+    from matrix.cell import Unavailable, first_location
+
+    found = first_location((("no_such_module",), ("json",)), lambda module: module.dumps, "JSON")
+    assert found([1]) == "[1]", "the first location that imports is used"
+    with pytest.raises(Unavailable, match=r"^JSON: no_such_module: No module named .*; json: .*has no attribute"):
+        first_location((("no_such_module",), ("json",)), lambda module: module.no_such_function, "JSON")

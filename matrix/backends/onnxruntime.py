@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from matrix.backends import Backend, converting_under, register
-from matrix.cell import Unavailable
+from matrix.cell import first_location
 from matrix.contract import Deployed
 from matrix.formats import onnx
 from matrix.formats.compiled import CompiledGraph
@@ -57,13 +57,8 @@ QUANTIZER_LOCATIONS = (
 
 @functools.cache
 def quantizer_api() -> tuple[Any, Any]:
-    problems = []
-    for xnnpack, classes in QUANTIZER_LOCATIONS:
-        try:
-            return importlib.import_module(xnnpack), importlib.import_module(classes)
-        except ImportError as exc:
-            problems.append(f"{xnnpack}: {exc}")
-    raise Unavailable("XNNPACKQuantizer not found: " + "; ".join(problems))
+    return first_location(QUANTIZER_LOCATIONS, lambda xnnpack, classes: (xnnpack, classes),
+                          "XNNPACKQuantizer not found")
 
 
 def pt2e_quantizer(scheme: str, qspec: QSpec):

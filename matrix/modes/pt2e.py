@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import torch
 
-from matrix.cell import Unavailable
+from matrix.cell import Unavailable, first_location
 from matrix.contract import Quantized
 from matrix.modes import Mode, calibrate, patterns, register, takes_pt2e, train
 from matrix.vocabulary import Stage
@@ -33,22 +32,15 @@ LOCATIONS = (
 @functools.cache
 def api() -> SimpleNamespace:
     """prepare_pt2e, prepare_qat_pt2e, convert_pt2e and the train/eval movers, wherever they live."""
-    problems = []
     patterns.install()
-    for flow, movers in LOCATIONS:
-        try:
-            flow_module, movers_module = importlib.import_module(flow), importlib.import_module(movers)
-            return SimpleNamespace(
-                source=flow,
-                prepare_pt2e=flow_module.prepare_pt2e,
-                prepare_qat_pt2e=flow_module.prepare_qat_pt2e,
-                convert_pt2e=flow_module.convert_pt2e,
-                to_train=movers_module.move_exported_model_to_train,
-                to_eval=movers_module.move_exported_model_to_eval,
-            )
-        except (ImportError, AttributeError) as exc:
-            problems.append(f"{flow}: {exc}")
-    raise Unavailable("no PT2E API: " + "; ".join(problems))
+    return first_location(LOCATIONS, lambda flow, movers: SimpleNamespace(
+        source=flow.__name__,
+        prepare_pt2e=flow.prepare_pt2e,
+        prepare_qat_pt2e=flow.prepare_qat_pt2e,
+        convert_pt2e=flow.convert_pt2e,
+        to_train=movers.move_exported_model_to_train,
+        to_eval=movers.move_exported_model_to_eval,
+    ), "no PT2E API")
 
 
 def unavailable_reason() -> str | None:
