@@ -143,16 +143,15 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     """Run matrix cells in a worker process even without ``-n``: a cell that kills its
     process (a segfault in a kernel) then becomes a ``crash`` record and the run goes on.
     ``-n 0``, or naming single cells by node id (a rerun), runs in-process."""
-    if hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput") or not _targets_matrix(config.args):
         return
-    if _targets_matrix(config.args) and hasattr(config.option, "maxworkerrestart") \
-            and config.option.maxworkerrestart is None:
+    if getattr(config.option, "maxworkerrestart", 0) is None:
         # A crashed worker is replaced however many crash: xdist's own limit (4 per worker) would
         # leave the cells after the limit unrun, and a run of ExecuTorch cells has several aborts.
         config.option.maxworkerrestart = 10_000
     if getattr(config.option, "numprocesses", 0) is not None or config.option.usepdb:
         return
-    if config.option.collectonly or not _targets_matrix(config.args) or any("::" in a for a in config.args):
+    if config.option.collectonly or any("::" in a for a in config.args):
         return
     config.option.numprocesses = 1
 

@@ -42,17 +42,19 @@
     td.classList.toggle("s-unavailable", !applicable && picked.length > 0);
   }
 
+  const filtering = () => Object.values(filters).some(Boolean) || !!search;
+
   // The cell table's rows, put in from their template the first time they are needed.
   function cellRows(reapply = true) {
     const template = document.getElementById("cell-rows");
     if (!template) return;
     template.remove();
     document.querySelector("#cell-table tbody").appendChild(template.content);
-    if (reapply && (Object.values(filters).some(Boolean) || search)) apply();
+    if (reapply && filtering()) apply();
   }
 
   function apply() {
-    const active = Object.values(filters).some(Boolean) || search;
+    const active = filtering();
     if (active) cellRows(false);
     const DATA = data();
     const ok = DATA.map((_, i) => matches(i));
