@@ -47,6 +47,10 @@ SMOKE = (
     "mlp-ort-ptq_static-onnxruntime",
     "mlp-pt2e-ptq_static-litert",
     "mlp-keras-ptq_static-litert",
+    "mlp-onnx2tf-ptq_static-litert",
+    # Float parity, and float16 computed by PyTorch itself.
+    "conv_bn_relu-export-float-onnxruntime",
+    "mlp-export-fp16-torch_cpu",
     "mlp-pt2e-ptq_static-executorch_xnnpack",
     "mlp-nncf-ptq_static-openvino",
     "mlp-torchao-ptq_dynamic-torch_cpu",

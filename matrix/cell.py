@@ -35,10 +35,12 @@ def first_location(locations: tuple[tuple[str, ...], ...], build: Callable, what
 
 def missing_packages(packages: dict[str, str], extra: str) -> str | None:
     """Why a backend's or a mode's cells are unavailable: the pip names of the modules (module -> package)
-    that cannot be imported, and the extra that installs them; None when all are there."""
+    that cannot be imported, and the extra that installs them (or the command, for packages no
+    extra can install: ``pip install ...``); None when all are there."""
     missing = [package for module, package in packages.items() if importlib.util.find_spec(module) is None]
     if missing:
-        return f"missing package(s) {', '.join(missing)} (pip install 'qmatrix[{extra}]')"
+        install = extra if extra.startswith("pip ") else f"pip install 'qmatrix[{extra}]'"
+        return f"missing package(s) {', '.join(missing)} ({install})"
     return None
 
 

@@ -88,6 +88,23 @@ class Inspection:
         self.quantized = Counter()
         return self
 
+    def computed_in_half(self) -> Inspection:
+        """The artifact as an fp16 cell sees it: the ops that computed in float16 (counted as
+        ``NAME[f16]``) are its reduced-precision compute and count as quantized; every other op,
+        float16 weights dequantized into a float32 kernel among them, stays float."""
+        for name in [n for n in self.floating if is_half(n)]:
+            self.quantized[name] += self.floating.pop(name)
+        return self
+
+
+# How an inspection tags an op that computed in float16.
+HALF_TAG = "f16"
+
+
+def is_half(counted: str) -> bool:
+    """An op counted as ``NAME[f16]`` (or ``NAME[f16, ...]``)."""
+    return "[" in counted and counted.split("[", 1)[1].rstrip("]").split(",")[0].strip() == HALF_TAG
+
 
 def by_base_name(names: Collection[str]) -> Callable[[str], bool]:
     """For :meth:`Inspection.beside_float_compute`: an op counted as ``NAME[detail]`` (``CONV_2D[int8]``,

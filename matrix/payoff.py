@@ -62,6 +62,12 @@ class FloatDeployments:
         self.limit = limit
         self._made: OrderedDict[tuple, Deployed | Exception] = OrderedDict()
 
+    def put(self, key: tuple, made: Deployed) -> None:
+        self._made[key] = made
+        self._made.move_to_end(key)
+        while len(self._made) > self.limit:
+            self._made.popitem(last=False)
+
     def get(self, key: tuple, make: Callable[[], Deployed]) -> Deployed | Exception:
         if key in self._made:
             self._made.move_to_end(key)
@@ -70,20 +76,28 @@ class FloatDeployments:
             made: Deployed | Exception = make()
         except Exception as exc:  # recorded as the reason the cell has no latency, never dropped
             made = exc
-        self._made[key] = made
-        while len(self._made) > self.limit:
-            self._made.popitem(last=False)
+        self.put(key, made)
         return made
 
 
 FLOATS = FloatDeployments()
 
 
+def _pytorch_route(ctx: CellContext) -> tuple:
+    """The key of the PyTorch float model deployed through the backend's own deploy."""
+    return ctx.case.model, ctx.case.backend, "pytorch", ctx.qspec.variant.onnx_exporter
+
+
+def remember_float(ctx: CellContext, deployed: Deployed) -> None:
+    """A float cell's deployment (the PyTorch float model through the backend's deploy), for the
+    timed cells of the same model and backend in this process."""
+    FLOATS.put(_pytorch_route(ctx), deployed)
+
+
 def float_deployed(ctx: CellContext, quantized: Quantized) -> Deployed | Exception:
     """The float model deployed on the cell's backend the way its quantized model was."""
     own = quantized.float_artifact is not None
-    route = (ctx.case.mode, ctx.qspec.variant) if own else ("pytorch", ctx.qspec.variant.onnx_exporter)
-    key = (ctx.case.model, ctx.case.backend, *route)
+    key = (ctx.case.model, ctx.case.backend, ctx.case.mode, ctx.qspec.variant) if own else _pytorch_route(ctx)
 
     def make() -> Deployed:
         subject = quantized.float_artifact() if own else ctx.float_model

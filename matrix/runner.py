@@ -22,7 +22,7 @@ from matrix.formats.layers import recompile_limit
 from matrix.localize import SQNR, STEPS, localize
 from matrix.metrics import compare, sqnr_db
 from matrix.modes import MODES
-from matrix.payoff import DEFAULT_LATENCY, measure, timed
+from matrix.payoff import DEFAULT_LATENCY, measure, remember_float, timed
 from matrix.qspecs import QSPECS
 from matrix.schemes import SCHEMES
 from matrix.thresholds import JUDGED, Thresholds, judge
@@ -172,6 +172,12 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
             record["mode_notes"] = quantized.notes
         deployed = backend.deploy(ctx, quantized.model)
         inspection = deployed.inspection
+        if case.scheme == "fp16":
+            inspection = inspection.computed_in_half()
+        if not ctx.scheme.quantizes:
+            # The float model as this backend deployed it: what this process's timed cells of the
+            # same model and backend are measured against, deployed once.
+            remember_float(ctx, deployed)
         record.update(
             quantized_ops=inspection.quantized_ops,
             float_ops=inspection.float_ops,
@@ -180,7 +186,7 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         )
         with clock.stage(Stage.RUN):
             output = in_batches(deployed.run, data.evaluation)
-        if time_it:
+        if time_it and ctx.scheme.quantizes:
             with clock.stage(Stage.MEASURE):
                 record.update(measure(ctx, quantized, deployed, limits["latency_seconds"]))
         else:
@@ -188,9 +194,16 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
     with clock.stage(Stage.COMPARE):
         metrics = compare(reference, output, simulated, spec.classifier, data.labels)
     record["metrics"] = metrics
-    if inspection.quantized_ops == 0:
+    if not ctx.scheme.quantizes and inspection.quantized_ops:
+        record.update(status=Status.ERROR.value, stage="harness", error_type="QuantizedFloatCell",
+                      error_message=f"the float cell's deployed artifact holds {_counts(inspection.quantized)}: "
+                                    "the harness quantized a model it was to deploy as float")
+        return
+    if ctx.scheme.quantizes and inspection.quantized_ops == 0:
         beside = inspection.notes.get("integer_beside_float_compute")
-        record.update(status=Status.NOT_QUANTIZED.value, reason="no quantized compute op in the deployed artifact" + (
+        record.update(status=Status.NOT_QUANTIZED.value, reason=(
+            "no op computed in float16 in the deployed artifact" if case.scheme == "fp16" else
+            "no quantized compute op in the deployed artifact") + (
             f": its compute ops all ran in float, only weightless ops in integers ({_counts(beside)})"
             if beside else ""))
         return

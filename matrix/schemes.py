@@ -1,4 +1,5 @@
-"""The scheme axis: how a model is brought to integer arithmetic."""
+"""The scheme axis: how a model is brought to integer arithmetic (or half precision), and the
+float scheme every quantized cell of a backend is read against."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ class Scheme:
     description: str
     calibrates: bool = False
     trains: bool = False
+    # False for the float scheme: its cell judges the export (float parity), a quantized op in
+    # its artifact is the harness's error, and it is not timed against itself.
+    quantizes: bool = True
 
 
 SCHEMES: dict[str, Scheme] = {
@@ -32,6 +36,12 @@ SCHEMES: dict[str, Scheme] = {
         Scheme(
             "fp16",
             "float16: weights (and, where the backend has the kernels, compute) in half precision",
+        ),
+        Scheme(
+            "float",
+            "no quantization: the float model exported and deployed as it is, against PyTorch's float "
+            "output (float parity: is the export faithful)",
+            quantizes=False,
         ),
         Scheme(
             "qat",

@@ -179,3 +179,35 @@ def test_an_api_that_moved_is_looked_up_where_each_release_has_it():
     assert found([1]) == "[1]", "the first location that imports is used"
     with pytest.raises(Unavailable, match=r"^JSON: no_such_module: No module named .*; json: .*has no attribute"):
         first_location((("no_such_module",), ("json",)), lambda module: module.no_such_function, "JSON")
+
+
+def test_every_model_has_a_float_cell_on_each_backend_that_deploys_an_artifact_of_its_own():
+    from matrix.backends import BACKENDS as REAL_BACKENDS
+    from matrix.modes import MODES as REAL_MODES
+    from matrix.qspecs import QSPECS as REAL_QSPECS
+    from matrix.schemes import SCHEMES as REAL_SCHEMES
+    from models import MODELS as REAL_MODELS
+
+    cases = expand(REAL_MODELS, REAL_MODES, REAL_SCHEMES, REAL_BACKENDS, REAL_QSPECS, select={"modes": ("export",)})
+    floats = {(c.model, c.backend) for c in cases if c.scheme == "float"}
+    own_artifact = [name for name, b in REAL_BACKENDS.items() if b.family not in ("torch_native", "torch_eager")]
+    assert floats == {(model, backend) for model in REAL_MODELS for backend in own_artifact}
+    halves = {c.backend for c in cases if c.scheme == "fp16"}
+    assert halves == {"torch_cpu", "onnxruntime", "openvino"}
+    assert {c.qspec for c in cases} == {"default"}
+
+
+def test_a_package_no_extra_installs_is_named_with_the_command_that_does():
+    from matrix.cell import missing_packages
+    from matrix.modes.onnx2tf import INSTALL
+
+    found = missing_packages({"no_such_module_here": "no-such-package"}, INSTALL)
+    assert found == f"missing package(s) no-such-package ({INSTALL})"
+    assert missing_packages({"no_such_module_here": "x"}, "onnx").endswith("(pip install 'qmatrix[onnx]')")
+
+
+def test_every_setup_installs_onnx2tf_as_the_mode_says():
+    from matrix.modes.onnx2tf import INSTALL
+
+    for name in ("README.md", ".ci/run", "tox.ini"):
+        assert INSTALL in (SUITE / name).read_text(), f"{name} does not run {INSTALL!r}"

@@ -50,12 +50,12 @@ def failing_prepare(ctx):
         raise NotImplementedError("no kernel for this op\nsecond line")
 
 
-def run(monkeypatch, quantize=same_model, model_spec=None, the_backend=None):
+def run(monkeypatch, quantize=same_model, model_spec=None, the_backend=None, scheme="ptq_static"):
     model_spec = model_spec or spec()
     monkeypatch.setitem(runner.MODELS, model_spec.name, model_spec)
     monkeypatch.setitem(runner.MODES, "stand_in", mode(quantize))
     monkeypatch.setitem(runner.BACKENDS, "stand_in", the_backend or backend())
-    case = Case(model_spec.name, "model", "stand_in", "ptq_static", "default", "stand_in")
+    case = Case(model_spec.name, "model", "stand_in", scheme, "default", "stand_in")
     return runner.run_cell(case, Thresholds.load())
 
 
@@ -70,6 +70,40 @@ def test_pass_needs_quantized_ops_and_metrics(monkeypatch):
 def test_no_quantized_op_is_not_quantized(monkeypatch):
     record = run(monkeypatch, the_backend=backend(quantized_ops=0))
     assert record["status"] == "not_quantized"
+
+
+def test_a_faithful_float_cell_passes_without_a_quantized_op(monkeypatch):
+    record = run(monkeypatch, the_backend=backend(quantized_ops=0), scheme="float")
+    assert record["status"] == "pass"
+    assert record["limits"]["min_sqnr_db"] == Thresholds.load().for_cell("float", "tiny", "stand_in", "model")[
+        "min_sqnr_db"] > Thresholds.load().for_cell("ptq_static", "tiny", "stand_in", "model")["min_sqnr_db"]
+    assert "latency" not in record  # a float cell is not timed against itself
+
+
+def test_a_float_export_off_by_an_int8_cells_error_is_inaccurate(monkeypatch):
+    # 0.01 on outputs of about one: an int8 cell passes with that (about 40 dB), a float export does not.
+    record = run(monkeypatch, the_backend=backend(quantized_ops=0, noise=0.01), scheme="float")
+    assert record["status"] == "inaccurate"
+    assert run(monkeypatch, the_backend=backend(noise=0.01))["status"] == "pass"
+
+
+def test_a_quantized_op_in_a_float_cell_is_the_harness_error(monkeypatch):
+    record = run(monkeypatch, the_backend=backend(quantized_ops=2), scheme="float")
+    assert (record["status"], record["stage"], record["error_type"]) == ("error", "harness", "QuantizedFloatCell")
+    assert "2 QLinear" in record["error_message"]
+
+
+def test_an_fp16_cell_counts_what_computed_in_float16(monkeypatch):
+    def deploy(ctx, model, computed):
+        return Deployed(model, Inspection(floating={computed: 2}))
+
+    for computed, status in (("Conv[f16]", "pass"), ("Conv", "not_quantized"), ("CONV_2D[dequantized float16 weights]",
+                                                                                 "not_quantized")):
+        half = Backend("stand_in", "test", "", deploy=lambda ctx, model, c=computed: deploy(ctx, model, c))
+        record = run(monkeypatch, the_backend=half, scheme="fp16")
+        assert record["status"] == status, computed
+        assert record["quantized_ops"] == (2 if status == "pass" else 0)
+    assert "float16" in record["reason"]
 
 
 def test_error_over_threshold_is_inaccurate(monkeypatch):

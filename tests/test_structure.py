@@ -61,7 +61,8 @@ def throwaway_backend(tmp_path):
 def test_a_backend_of_one_file_reaches_every_report_table(throwaway_backend):
     cases = expand(MODELS, MODES, SCHEMES, BACKENDS, QSPECS)
     mine = [c for c in cases if c.backend == throwaway_backend]
-    assert {c.mode for c in mine} == {"pt2e", "conversion"}, "modes reach it from what it declares"
+    assert {c.mode for c in mine} == {"pt2e", "conversion", "export"}, "modes reach it from what it declares"
+    assert {c.scheme for c in mine if c.mode == "export"} == {"float"}, "its float parity, no fp16 path"
     assert {c.kind for c in mine} == {"model", "zoo", "operator"}
     assert any(QSPECS[c.qspec].knobs for c in mine), "its quantizer takes the knobs, so they are crossed"
     assert "throwaway-json" in run_packages(), "env.json records the packages it declares"

@@ -24,16 +24,16 @@ from matrix.vocabulary import Stage
 
 def deploy(ctx, model: torch.nn.Module) -> Deployed:
     if isinstance(model, tflite.TFLiteModel):
-        content, channels_last = model.content, model.channels_last
+        content, channels_last, output_order = model.content, model.channels_last, model.output_order
     else:
         with ctx.clock.stage(Stage.EXPORT), torch.no_grad():
             content = tflite.convert(model, ctx.data.calibration[0], ctx.handoff.get(tflite.QUANT_CONFIG))
-        channels_last = False
+        channels_last, output_order = False, None
     if ctx.artifacts is not None:
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
         (ctx.artifacts / "model.tflite").write_bytes(content)
     with ctx.clock.stage(Stage.LOAD):
-        deployed = tflite.TFLiteModel(content, channels_last)
+        deployed = tflite.TFLiteModel(content, channels_last, output_order)
         found = tflite.interpreter(content)
         inspection = tflite.inspect_tflite(found)
     return Deployed(deployed, inspection, size_bytes=len(content))

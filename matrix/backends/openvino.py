@@ -51,7 +51,7 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
             model = openvino.from_pt2e(model, ctx.data.calibration[0])
     with ctx.clock.stage(Stage.LOAD):
         compiled = model.compiled()
-        inspection = openvino.inspect_compiled(compiled)
+        inspection = openvino.inspect_compiled(compiled, model.precision)
     if ctx.artifacts is not None:
         ctx.artifacts.mkdir(parents=True, exist_ok=True)
         openvino.openvino().save_model(model.ov_model, str(ctx.artifacts / "model.xml"), compress_to_fp16=False)

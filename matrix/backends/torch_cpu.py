@@ -16,7 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from matrix.backends import Backend, register
-from matrix.contract import Deployed, Inspection
+from matrix.contract import HALF_TAG, Deployed, Inspection
 from matrix.formats.pytorch import FLOAT_KERNELS, QUANTIZED_PREFIXES, serialized_bytes, time_split
 from matrix.vocabulary import Stage
 
@@ -27,26 +27,48 @@ DISPATCHED_FLOAT = FLOAT_KERNELS | {"aten::linear", "aten::matmul", "aten::_scal
                                     "aten::_native_multi_head_attention"}
 
 
+# Calls that only move, copy or make data: a half model's run is not float16 compute for them.
+DATA_CALLS = {"aten::_to_copy", "aten::copy_", "aten::clone", "aten::cat", "aten::stack", "aten::constant_pad_nd",
+              "aten::_unsafe_view", "aten::expand", "aten::detach", "aten::alias", "aten::lift_fresh", "aten::empty",
+              "aten::empty_like", "aten::zeros", "aten::zeros_like", "aten::ones_like", "aten::full", "aten::split",
+              "aten::split_with_sizes", "aten::unbind", "aten::repeat", "aten::index_select"}
+
+
+def _half(args: tuple) -> bool:
+    """Whether a call's first floating-point tensor argument is float16: the dtype it computes in."""
+    first = next((a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()), None)
+    return first is not None and first.dtype == torch.float16
+
+
 class _Calls(TorchDispatchMode):
-    """The ATen ops a run dispatches, by ``namespace::name`` as the profiler names them."""
+    """The ATen ops a run dispatches, by ``namespace::name`` as the profiler names them, tagged
+    ``[f16]`` when they computed in float16 (and ``[f16][data]`` when they only moved float16 data)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: Counter[str] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.calls[f"{func.namespace}::{func._opname}"] += 1
+        name = f"{func.namespace}::{func._opname}"
+        if _half(args):
+            name += f"[{HALF_TAG}]"
+            if func.is_view or func.namespace == "aten" and name.split("[")[0] in DATA_CALLS:
+                name += "[data]"
+        self.calls[name] += 1
         return func(*args, **(kwargs or {}))
 
 
 def inspect_calls(calls: Counter[str]) -> Inspection:
     found = Inspection(notes={"aten_calls": dict(calls)})
     for name, count in calls.items():
-        if name.startswith(QUANTIZED_PREFIXES):
+        base = name.split("[")[0]
+        if base.startswith(QUANTIZED_PREFIXES):
             found.quantized[name] += count
-        elif name.startswith(WEIGHT_ONLY_KERNELS):
+        elif base.startswith(WEIGHT_ONLY_KERNELS):
             found.floating[f"{name}[weight_only]"] += count
-        elif name in DISPATCHED_FLOAT:
+        elif base in DISPATCHED_FLOAT or name.endswith(f"[{HALF_TAG}]"):
+            # every op a half model computes in float16 counts (an activation, a pooling, a norm):
+            # what the fp16 scheme asks is whether compute ran in half precision
             found.floating[name] += count
     return found
 

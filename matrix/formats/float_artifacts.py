@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ class FloatArtifacts:
     that is instantiated again with the same weights is not exported again."""
 
     def __init__(self) -> None:
-        self._made: dict[tuple, bytes] = {}
+        self._made: dict[tuple, Any] = {}
 
     @staticmethod
     def key(name: str, model: nn.Module, example: tuple[torch.Tensor, ...]) -> tuple:
@@ -26,7 +27,7 @@ class FloatArtifacts:
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return name, digest.hexdigest(), tuple((tuple(t.shape), str(t.dtype)) for t in example)
 
-    def get(self, name: str, model: nn.Module, example: tuple[torch.Tensor, ...], make: Callable[[], bytes]) -> bytes:
+    def get(self, name: str, model: nn.Module, example: tuple[torch.Tensor, ...], make: Callable[[], Any]) -> Any:
         found = self.key(name, model, example)
         if found not in self._made:
             self._made[found] = make()

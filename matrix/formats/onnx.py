@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from matrix.cell import first_line
-from matrix.contract import Deployed, Inspection
+from matrix.contract import HALF_TAG, Deployed, Inspection
 from matrix.vocabulary import Stage
 
 if TYPE_CHECKING:
@@ -61,16 +61,33 @@ def qdq_pairs(graph: Any) -> int:
     return sum(1 for node in graph.node if node.op_type == "QuantizeLinear" and node.output[0] in dequantized)
 
 
-def count_ops(graph: Any) -> tuple[Counter[str], Counter[str]]:
-    """(quantized compute ops, float compute ops) of an ONNX graph, by op type."""
+def count_ops(graph: Any, half: set[str] = frozenset()) -> tuple[Counter[str], Counter[str]]:
+    """(quantized compute ops, float compute ops) of an ONNX graph, by op type; a float op whose
+    first input is one of the ``half`` values (float16) as ``OP[f16]``."""
     quantized: Counter[str] = Counter()
     floating: Counter[str] = Counter()
     for node in graph.node:
         if is_quantized_op(node.op_type):
             quantized[node.op_type] += 1
         elif node.op_type in FLOAT_OPS:
-            floating[node.op_type] += 1
+            floating[node.op_type + (f"[{HALF_TAG}]" if node.input and node.input[0] in half else "")] += 1
     return quantized, floating
+
+
+def half_values(model: Any) -> set[str]:
+    """The names of a model's float16 values (inputs, initializers and inferred intermediates);
+    none when nothing in it is float16, without inferring shapes."""
+    import onnx
+
+    float16 = onnx.TensorProto.FLOAT16
+    holds_half = any(i.data_type == float16 for i in model.graph.initializer) or any(
+        a.name == "to" and a.i == float16 for node in model.graph.node for a in node.attribute)
+    if not holds_half:
+        return set()
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
+    return ({v.name for v in values if v.type.tensor_type.elem_type == float16}
+            | {i.name for i in model.graph.initializer if i.data_type == float16})
 
 
 def summarize(model: Any) -> dict[str, Any]:
@@ -86,7 +103,7 @@ def summarize(model: Any) -> dict[str, Any]:
 
 def inspect_models(exported: Any, optimized: Any) -> Inspection:
     """What the optimized graph computes in int8 and in float; both graphs in the notes."""
-    quantized, floating = count_ops(optimized.graph)
+    quantized, floating = count_ops(optimized.graph, half_values(optimized))
     exported_summary = summarize(exported)
     notes = {"opset": exported_summary["opset"], "exported": exported_summary, "optimized": summarize(optimized)}
     splits = split_qparams(exported.graph, optimized.graph)

@@ -40,9 +40,10 @@ DEQUANTIZATION = "/Dequantization"
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "SNIPPETS_MODE": "DISABLE"}
 
 
-def compile_config() -> dict:
-    """COMPILE_CONFIG, with the worker's share of the cores as the plugin's threads."""
-    return {**COMPILE_CONFIG, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+def compile_config(precision: str = "f32") -> dict:
+    """COMPILE_CONFIG at this inference precision, with the worker's share of the cores as the
+    plugin's threads."""
+    return {**COMPILE_CONFIG, "INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
 
 
 @functools.cache
@@ -66,16 +67,18 @@ def from_onnx(path: Path) -> OpenVinoModel:
 
 
 class OpenVinoModel(torch.nn.Module):
-    """An OpenVINO model (ov.Model) as a module; compiled on first use with COMPILE_CONFIG."""
+    """An OpenVINO model (ov.Model) as a module; compiled on first use with COMPILE_CONFIG at its
+    inference precision (f32, or f16 for an fp16 cell)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, precision: str = "f32") -> None:
         super().__init__()
         self.ov_model = model
+        self.precision = precision
         self._compiled = None
 
     def compiled(self) -> Any:
         if self._compiled is None:
-            self._compiled = openvino().Core().compile_model(self.ov_model, "CPU", compile_config())
+            self._compiled = openvino().Core().compile_model(self.ov_model, "CPU", compile_config(self.precision))
         return self._compiled
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -132,7 +135,7 @@ class OpenVinoModel(torch.nn.Module):
         by_name = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
         model.add_outputs([by_name[op].output(0) for op in ops])  # an output already a result is not added again
         fed = [result.input_value(0).get_node().get_friendly_name() for result in model.get_results()]
-        result = openvino().Core().compile_model(model, "CPU", compile_config())(arrays)
+        result = openvino().Core().compile_model(model, "CPU", compile_config(self.precision))(arrays)
         if not output_unchanged(torch.from_numpy(np.asarray(result[0])), torch.from_numpy(expected)):
             return CHANGES_OUTPUT
         return {op: np.asarray(result[fed.index(op)]) for op in ops}
@@ -163,7 +166,7 @@ def ir_bytes(ov_model: Any) -> int:
         return xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
 
 
-def inspect_compiled(compiled: Any) -> Inspection:
+def inspect_compiled(compiled: Any, precision: str = "f32") -> Inspection:
     inspection = Inspection()
     layers: dict[str, int] = {}
     for op in compiled.get_runtime_model().get_ops():
@@ -184,7 +187,7 @@ def inspect_compiled(compiled: Any) -> Inspection:
             inspection.floating[f"{kind}[{activation} input, {precision} weights]"] += 1
         else:
             inspection.floating[f"{kind}[{precision}]"] += 1
-    inspection.notes.update(runtime_layers=layers, compile_config=compile_config())
+    inspection.notes.update(runtime_layers=layers, compile_config=compile_config(precision))
     return inspection.beside_float_compute(by_base_name(COMPUTE))
 
 

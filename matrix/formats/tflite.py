@@ -157,12 +157,16 @@ def _dequantize(array: np.ndarray, detail: dict) -> np.ndarray:
 class TFLiteModel(torch.nn.Module):
     """A .tflite model as a module: quantizes integer inputs and dequantizes integer outputs
     with the parameters stored in the model. ``channels_last`` models (Keras twins) take and
-    return NHWC: rank-4 tensors are permuted on the way in and out."""
+    return NHWC: rank-4 tensors are permuted on the way in and out. ``output_order`` permutes
+    the output's dimensions of a model that takes its inputs as they are but returns channels
+    last (onnx2tf's)."""
 
-    def __init__(self, content: bytes, channels_last: bool = False) -> None:
+    def __init__(self, content: bytes, channels_last: bool = False,
+                 output_order: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.content = content
         self.channels_last = channels_last
+        self.output_order = output_order
         self._interpreter = None
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -173,6 +177,8 @@ class TFLiteModel(torch.nn.Module):
         output = _dequantize(run.get_tensor(detail["index"]), detail)
         if self.channels_last and output.ndim == 4:
             output = output.transpose(0, 3, 1, 2)
+        if self.output_order is not None:
+            output = output.transpose(self.output_order)
         return torch.from_numpy(np.ascontiguousarray(output))
 
     def layer_outputs(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:

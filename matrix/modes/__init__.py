@@ -35,7 +35,8 @@ class Mode:
     reaches: Callable[[Backend], bool]
     schemes: tuple[str, ...]
     quantize: Callable[[CellContext], Quantized]
-    # Import name -> pip distribution of what the mode runs on, and the extra that installs it.
+    # Import name -> pip distribution of what the mode runs on, and the extra that installs it (or
+    # the pip command, for packages no extra can install).
     packages: dict[str, str] = field(default_factory=dict)
     extra: str | None = None
     unavailable_check: Callable[[], str | None] = lambda: None
@@ -126,7 +127,7 @@ def train(
 
 
 # One line per module that registers entries; their order is the order of the axis.
-MODE_MODULES = ("eager", "fx", "pt2e", "torchao", "ort", "litert", "keras", "nncf", "conversion")
+MODE_MODULES = ("export", "eager", "fx", "pt2e", "torchao", "ort", "litert", "keras", "onnx2tf", "nncf", "conversion")
 for _module in MODE_MODULES:
     importlib.import_module(f"matrix.modes.{_module}")
 

@@ -91,15 +91,23 @@ def float_tflite(model: Any) -> TFLiteModel:
 
 
 def converter(model: Any, ctx: CellContext) -> Any:
+    batches = [[channels_last(batch[0]).astype(np.float32)] for batch in ctx.data.calibration]
+    return optimized(tensorflow().lite.TFLiteConverter.from_keras_model(model), ctx, batches)
+
+
+def optimized(convert: Any, ctx: CellContext, batches: list[list[np.ndarray]]) -> Any:
+    """A TFLiteConverter set for the cell's scheme and qspec: float16 weights, dynamic range, or
+    full integer (int8, or 16x8 activations) calibrated on ``batches`` (each the model's inputs
+    as the converted model takes them); a float cell's converter is left as it is."""
     tf = tensorflow()
-    convert = tf.lite.TFLiteConverter.from_keras_model(model)
-    convert.optimizations = [tf.lite.Optimize.DEFAULT]
     scheme = ctx.scheme.name
+    if not ctx.scheme.quantizes:
+        return convert
+    convert.optimizations = [tf.lite.Optimize.DEFAULT]
     if scheme == "fp16":
         convert.target_spec.supported_types = [tf.float16]
     elif scheme == "ptq_static":
-        batches = [channels_last(batch[0]).astype(np.float32) for batch in ctx.data.calibration]
-        convert.representative_dataset = lambda: ([rows] for rows in batches)
+        convert.representative_dataset = lambda: iter(batches)
         ops = tf.lite.OpsSet
         convert.target_spec.supported_ops = [
             ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if int16_activations(ctx.qspec)

@@ -64,6 +64,18 @@ def quantize_static(source: Path, target: Path, ctx: CellContext, qoperator: boo
     return target.read_bytes()
 
 
+def float_onnx(ctx: CellContext, path: Path) -> bytes:
+    """The float model's ONNX export (the dynamo exporter), written to ``path`` when this
+    process has not exported the same model yet: its bytes."""
+    example = ctx.data.calibration[0]
+
+    def exported() -> bytes:
+        export(copy.deepcopy(ctx.float_model).eval(), example, path)
+        return path.read_bytes()
+
+    return FLOAT_ONNX.get(ctx.case.model, ctx.float_model, example, exported)
+
+
 def quantize(ctx: CellContext) -> Quantized:
     from onnxruntime.quantization import quant_pre_process, quantize_dynamic
 
@@ -71,13 +83,7 @@ def quantize(ctx: CellContext) -> Quantized:
     with tempfile.TemporaryDirectory(prefix="qmatrix-ort-") as folder:
         float_path, prepared, quantized = (Path(folder) / n for n in ("float.onnx", "prepared.onnx", "q.onnx"))
         with ctx.clock.stage(Stage.CAPTURE):
-            example = ctx.data.calibration[0]
-
-            def exported() -> bytes:
-                export(copy.deepcopy(ctx.float_model).eval(), example, float_path)
-                return float_path.read_bytes()
-
-            float_path.write_bytes(FLOAT_ONNX.get(ctx.case.model, ctx.float_model, example, exported))
+            float_path.write_bytes(float_onnx(ctx, float_path))
         with ctx.clock.stage(Stage.PREPARE), contextlib.chdir(folder):
             # in the cell's folder: when its shape inference gives up, ONNX Runtime writes the model
             # it got so far to sym_shape_infer_temp.onnx in the working directory

@@ -341,19 +341,22 @@ def cells(run: tables.Run) -> str:
     axes = [a for a in AXES if a not in ("kind", "qspec") or df[a].nunique() > 1]
     rows = []
     for i, r in df.iterrows():
-        error = f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"]
+        error = " ".join(filter(None, (f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"],
+                                       tables.parity_note(r) and f"({tables.parity_note(r)})")))
+        parity = r["float_parity"]
         rows.append(
             f'<tr data-i="{i}">' + "".join(f"<td>{_e(r[a])}</td>" for a in axes)
             + f'<td data-v="{STATUSES.index(r["status"]) if r["status"] in STATUSES else 99}">'
             f"{chip_html(Chip(r['status'], word=True))}</td>"
             f"<td class=\"verdict\">{_e(VERDICT_WORD.get(r['verdict'], r['verdict']))}</td>"
+            f"<td>{chip_html(Chip(parity)) if parity else ''}</td>"
             f'<td>{_e(r["stage"])}</td><td class="text" title="{_e(error)}">{_e(error)}</td>'
             f"{_number(r['sqnr_db'], db_=True)}{_number(r['sqnr_sim_db'], db_=True)}{_number(r['lsb_err_vs_sim'])}"
             f"<td>{_e(r['fidelity'] or '')}</td>"
             f"{_count(r['quantized_ops'])}{_speedup(r)}{_number(r['compression'])}{_share(r['time_split'])}"
             f'{_count(r["size_bytes"])}<td class="num" data-v="{r["seconds"]}">{r["seconds"]:.2f}</td></tr>')
-    columns = [*axes, "status", "verdict", "stage", "error / reason", "SQNR dB", "sim dB", "LSB vs sim", "fidelity",
-               "q ops", "speedup", "compression", "int8 time", "bytes", "s"]
+    columns = [*axes, "status", "verdict", "float parity", "stage", "error / reason", "SQNR dB", "sim dB", "LSB vs sim",
+               "fidelity", "q ops", "speedup", "compression", "int8 time", "bytes", "s"]
     # The rows wait in a template until the table is scrolled near or filtered: a browser lays out a
     # table of thousands of rows before it shows the page, and most readers never reach it.
     body = (f'<table class="sortable filterable" id="cell-table">{_th(columns)}<tbody></tbody></table>'

@@ -72,7 +72,7 @@ PAYS_TEXT = (
     "slower than float (their whole spread below 1). The reference models are toy-sized: their latencies are "
     "mostly call overhead, not arithmetic, so a speedup here says little of a full-sized model's.")
 # Column order of the operator table within a backend; schemes not listed follow in order of appearance.
-SCHEME_ORDER = ["ptq_static", "ptq_dynamic", "qat", "weight_only", "fp16"]
+SCHEME_ORDER = ["float", "ptq_static", "ptq_dynamic", "qat", "weight_only", "fp16"]
 # The output scale and zero point PyTorch fixes for the fixed-qparams ops, by op and output dtype:
 # default_fixed_qparams_range_0to1_observer and default_fixed_qparams_range_neg1to1_observer
 # (torch/ao/quantization/observer.py), mapped to the ops by _FIXED_QPARAMS_OP_TO_OBSERVER
@@ -146,7 +146,33 @@ def frame(records: list[dict]) -> pd.DataFrame:
     # pandas turns a missing text into NaN, which is truthy and prints as "nan": keep it None.
     text = [c for c in TEXT_COLUMNS if c in df]
     df[text] = df[text].astype(object).where(df[text].notna(), None)
+    df["float_parity"] = float_parity(df)
     return df
+
+
+FLOAT_SCHEME = "float"
+
+
+def float_parity(df: pd.DataFrame) -> list[str | None]:
+    """Each cell's float parity: the status of the float cell of its model on its backend (the float
+    model deployed there with no quantization), None where the run has none (a float cell itself,
+    PyTorch's engines and eager PyTorch, which run the float model itself)."""
+    floats = {(r.model, r.backend): r.status for r in df[df["scheme"] == FLOAT_SCHEME].itertuples()}
+    return [None if scheme == FLOAT_SCHEME else floats.get((model, backend))
+            for model, backend, scheme in zip(df["model"], df["backend"], df["scheme"])]
+
+
+PARITY_FAILED = "float parity {status} on this backend (the float model deployed with no quantization): the " \
+                "export is not faithful, so the quantization is not to blame alone"
+
+
+def parity_note(row: pd.Series) -> str:
+    """What a quantized cell's reader needs to know of its backend's float parity: nothing when it
+    passed, or when the cell passed too."""
+    parity = row.get("float_parity")
+    if parity in (None, Status.PASS.value) or row["status"] == Status.PASS.value:
+        return ""
+    return PARITY_FAILED.format(status=parity)
 
 
 PAYOFF_COLUMNS = ("speedup", "speedup_low", "speedup_high", "float_ms", "quantized_ms", "latency_error",
@@ -455,9 +481,12 @@ def surprises(run: Run) -> pd.DataFrame:
     evidence = operator_evidence(run)
     rows = [{"cell": r["case_id"], "verdict": VERDICT_TEXT[r["verdict"]],
              "expected": (r["expected"] or {}).get("status", "pass"), "observed": observed(r),
-             "operator evidence": evidence.get(r["case_id"], ""),
+             "operator evidence": evidence.get(r["case_id"], ""), "float parity": parity_note(r),
              "reproduce": reproduce(r["nodeid"])} for _, r in picked.iterrows()]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table) and not table["float parity"].any():
+        table = table.drop(columns="float parity")
+    return table
 
 
 OPERATOR_EVIDENCE_TEXT = (
@@ -566,8 +595,10 @@ def details(run: Run) -> pd.DataFrame:
     for _, r in run.df.iterrows():
         rows.append({
             "cell": r["case_id"], "status": Chip(r["status"], word=True),
-            "stage": r["stage"] or "", "error / reason": short(
-                f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"]),
+            "float parity": Chip(r["float_parity"]) if r["float_parity"] else "",
+            "stage": r["stage"] or "", "error / reason": short(" ".join(filter(None, (
+                f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"],
+                parity_note(r) and f"({parity_note(r)})")))),
             "sqnr dB": "" if missing(r["sqnr_db"]) else db(r["sqnr_db"]),
             "sim dB": "" if missing(r["sqnr_sim_db"]) else db(r["sqnr_sim_db"]),
             "lsb vs sim": number(r["lsb_err_vs_sim"]), "fidelity": r["fidelity"] or "",
