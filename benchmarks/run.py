@@ -69,7 +69,18 @@ def summarize(records: list[dict], wall: float, workers: int) -> dict:
         "per_backend": dict(per_backend), "per_stage": dict(per_stage),
         "peak_mb": max((r.get("peak_rss_mb") or 0.0) for r in records) if records else 0.0,
         "workers": workers, "timed": sum(1 for r in records if (r.get("latency") or {}).get("speedup")),
+        **float_builds(records),
     }
+
+
+def float_builds(records: list[dict]) -> dict:
+    """How often the float model was deployed on a backend to time cells against: by a float cell,
+    by a timed cell that found none deployed in its process, and reused (records that say so)."""
+    latencies = [r["latency"] for r in records if "float_reused" in (r.get("latency") or {})]
+    return {"float_cells": sum(1 for r in records if r.get("scheme") == "float" and r.get("mode") == "export"),
+            "float_built": sum(1 for latency in latencies if not latency["float_reused"]),
+            "float_reused": sum(1 for latency in latencies if latency["float_reused"]),
+            "float_pairs": len({(r["model"], r["backend"]) for r in records if r.get("latency")})}
 
 
 def per_model(records: list[dict]) -> str:
@@ -106,6 +117,10 @@ def show(title: str, found: dict) -> None:
     capacity = found["wall"] * max(found["workers"], 1)
     print(f"timing against float (measure stage) {measured:.0f} s over {found['timed']} timed cells: "
           f"{measured / capacity:.1%} of worker time (goal <= {GOALS['measure_share']:.0%})")
+    if found["float_built"] + found["float_reused"]:
+        print(f"float deployments to time against: {found['float_built']} built by timed cells and "
+              f"{found['float_reused']} reused, {found['float_cells']} float cells (each deploys once), over "
+              f"{found['float_pairs']} model x backend pairs (goal: one build per pair and worker process)")
 
 
 def spread(latency: dict) -> list[float]:

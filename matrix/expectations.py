@@ -19,7 +19,9 @@ Two kinds of entry, both keyed by case-id patterns:
   float), of the ``fidelity`` (``departs``: the kernels leave the mode's own
   simulation), or of both.
 
-A cell with no entry is expected to pass, faithful to its simulation.
+A cell with no entry is expected to pass, faithful to its simulation; a float cell (a scheme
+that runs no quantizer) with no entry, to hold no quantized op (``not_quantized``), faithful to
+PyTorch's float output.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from matrix.tomlfile import load_toml
 from matrix.vocabulary import (
     ACCURACY_METRICS,
     FIDELITIES,
+    FLOAT_CELL,
     MATCHES_NO_CELL,
     RANK,
     SHADOWED,
@@ -162,6 +165,14 @@ class Expectation:
     fidelity_entry: Entry | None = None
     # Further causes (``at_worst`` entries) that match the cell beside ``entry``.
     causes: tuple[Entry, ...] = ()
+
+    def of_float_cell(self) -> Expectation:
+        """The expectation of a float cell (a scheme that runs no quantizer): with no entry of its
+        own, what the float scheme gives, no quantized op (``not_quantized``) and faithful to
+        PyTorch's float output."""
+        if self.entry is not None:
+            return self
+        return dataclasses.replace(self, status=Status.NOT_QUANTIZED.value, reason=FLOAT_CELL)
 
     def explaining(self, record: dict) -> Expectation:
         """This expectation, or, when the record shows the outcome and signature of one of the further

@@ -68,6 +68,9 @@ class FloatDeployments:
         while len(self._made) > self.limit:
             self._made.popitem(last=False)
 
+    def has(self, key: tuple) -> bool:
+        return key in self._made
+
     def get(self, key: tuple, make: Callable[[], Deployed]) -> Deployed | Exception:
         if key in self._made:
             self._made.move_to_end(key)
@@ -94,10 +97,15 @@ def remember_float(ctx: CellContext, deployed: Deployed) -> None:
     FLOATS.put(_pytorch_route(ctx), deployed)
 
 
+def float_key(ctx: CellContext, quantized: Quantized) -> tuple:
+    own = quantized.float_artifact is not None
+    return (ctx.case.model, ctx.case.backend, ctx.case.mode, ctx.qspec.variant) if own else _pytorch_route(ctx)
+
+
 def float_deployed(ctx: CellContext, quantized: Quantized) -> Deployed | Exception:
     """The float model deployed on the cell's backend the way its quantized model was."""
     own = quantized.float_artifact is not None
-    key = (ctx.case.model, ctx.case.backend, ctx.case.mode, ctx.qspec.variant) if own else _pytorch_route(ctx)
+    key = float_key(ctx, quantized)
 
     def make() -> Deployed:
         subject = quantized.float_artifact() if own else ctx.float_model
@@ -168,6 +176,9 @@ def measure(ctx: CellContext, quantized: Quantized, deployed: Deployed, budget: 
     size: dict[str, Any] = {"bytes": deployed.size_bytes}
     batch = tuple(tensor[: len(ctx.data.calibration[0][0])] for tensor in ctx.data.evaluation)
     latency: dict[str, Any] = {"batch": len(batch[0]), "threads": torch.get_num_threads()}
+    # Whether this cell deployed the float model or found it deployed in this process (by a float
+    # cell or an earlier timed cell): what the benchmark counts as builds.
+    latency["float_reused"] = FLOATS.has(float_key(ctx, quantized))
     reference = float_deployed(ctx, quantized)
     if isinstance(reference, Exception):
         latency["error"] = f"the float model did not deploy on this backend: {type(reference).__name__}: " \

@@ -104,6 +104,12 @@ def cell_facts(case: Case) -> tuple[str, bool, Callable[[], frozenset[str]]]:
     return case.id, claimable(case), functools.partial(model_module_types, case.model)
 
 
+def expected_of(expectations: Expectations, case: Case) -> Expectation:
+    """What is expected of a cell: its entry's outcome, or the default of its scheme."""
+    found = expectations.lookup(*cell_facts(case))
+    return found if SCHEMES[case.scheme].quantizes else found.of_float_cell()
+
+
 def claimable(case: Case) -> bool:
     """Whether PyTorch's quantization page speaks of a cell: one of PyTorch's own engines, with
     their default qconfig (what its tables are about), so the docs claims of expectations.toml apply."""
@@ -331,7 +337,7 @@ def _finish(record: dict, expected: Expectation, nodeid: str) -> tuple[Judged, E
 def attempt(case: Case, request: pytest.FixtureRequest) -> None:
     """Run one cell, keep its record, and turn observed-versus-expected into a pytest outcome."""
     matrix = request.config.stash[MATRIX]
-    expected = matrix.expectations.lookup(*cell_facts(case))
+    expected = expected_of(matrix.expectations, case)
     nodeid = request.node.nodeid
     worker = _worker(request.config)
     faults = request.config.stash.get(FAULTS, None)
@@ -392,7 +398,7 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched) -> 
     if case is None:
         return
     worker = report.node.gateway.id
-    expected = matrix.expectations.lookup(*cell_facts(case))
+    expected = expected_of(matrix.expectations, case)
     recorded = _recorded(matrix.run, case.id)
     record = recorded or _crash_record(case, matrix.run, worker)
     found, expected = _finish(record, expected, crashitem)

@@ -26,7 +26,7 @@ from matrix.payoff import DEFAULT_LATENCY, measure, remember_float, timed
 from matrix.qspecs import QSPECS
 from matrix.schemes import SCHEMES
 from matrix.thresholds import JUDGED, Thresholds, judge
-from matrix.vocabulary import FIDELITY_METRIC, WHOLE_MODELS, Record, Stage, Status, two_answers
+from matrix.vocabulary import FIDELITY_METRIC, FLOAT_CELL, WHOLE_MODELS, Fidelity, Record, Stage, Status, two_answers
 from matrix.watchdog import CellTimeout, time_limit
 from models import BATCH, MODELS, Inputs, layers, operator_models
 
@@ -194,12 +194,10 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
     with clock.stage(Stage.COMPARE):
         metrics = compare(reference, output, simulated, spec.classifier, data.labels)
     record["metrics"] = metrics
-    if not ctx.scheme.quantizes and inspection.quantized_ops:
-        record.update(status=Status.ERROR.value, stage="harness", error_type="QuantizedFloatCell",
-                      error_message=f"the float cell's deployed artifact holds {_counts(inspection.quantized)}: "
-                                    "the harness quantized a model it was to deploy as float")
+    if not ctx.scheme.quantizes:
+        _judge_float_cell(record, inspection, metrics, limits)
         return
-    if ctx.scheme.quantizes and inspection.quantized_ops == 0:
+    if inspection.quantized_ops == 0:
         beside = inspection.notes.get("integer_beside_float_compute")
         record.update(status=Status.NOT_QUANTIZED.value, reason=(
             "no op computed in float16 in the deployed artifact" if case.scheme == "fp16" else
@@ -228,6 +226,23 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
             with recompile_limit(limits["max_recompiled_layers"]):
                 record["divergence"] = _divergence(float_model, quantized, subject, data.evaluation, limits,
                                                    off_simulation_only, compared, start, case.model)
+
+
+def _judge_float_cell(record: dict, inspection, metrics: dict, limits: dict) -> None:
+    """A float cell: its artifact holds no quantized op (status ``not_quantized``, by design; one
+    that holds some is the harness's error), and its fidelity to PyTorch's float output, by the
+    float scheme's thresholds, is the backend's float parity: every limit met is ``faithful``."""
+    if inspection.quantized_ops:
+        record.update(status=Status.ERROR.value, stage="harness", error_type="QuantizedFloatCell",
+                      error_message=f"the float cell's deployed artifact holds {_counts(inspection.quantized)}: "
+                                    "the harness quantized a model it was to deploy as float")
+        return
+    violations = judge(metrics, limits)
+    record["limits"] = {key: limits[key] for key in JUDGED}
+    record["violations"] = [v.as_dict() for v in violations]
+    record.update(status=Status.NOT_QUANTIZED.value, reason=FLOAT_CELL,
+                  fidelity=(Fidelity.DEPARTS if violations else Fidelity.FAITHFUL).value,
+                  fidelity_reason="; ".join(v.phrase for v in violations) or None)
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -194,6 +194,11 @@ def record_problem(record: object) -> str | None:
     return None
 
 
+# What a float cell's status says: its artifact holds no quantized op because no quantizer ran.
+FLOAT_CELL = ("a float cell: the float model deployed with no quantizer, so no quantized op by design; its "
+              "fidelity to PyTorch's float output is the backend's float parity")
+
+
 def two_answers(violations: list[tuple[str, str]]) -> dict[str, str | None]:
     """A quantized cell's status and fidelity from its violations, as (metric, phrase) pairs:
     the status by the accuracy metrics alone (with their phrases as its ``reason``), the

@@ -300,3 +300,38 @@ def test_a_model_cell_is_shown_beside_the_operator_cells_of_its_layers_that_did_
     assert re.search(r"3 Conv2d \(conv1, conv2, conv3\): op\\?_conv2d-eager-ptq\\?_dynamic-fbgemm: "
                      r"not\\?_quantized", markdown)
     assert "operator evidence: 1." in render_html(ENV, records)
+
+
+def test_a_cell_shows_its_backends_float_parity_and_a_failing_one_says_the_export_fails_too():
+    records = [
+        cell("conv", "export", "float", "litert", "fail", stage="export", error_type="RuntimeError",
+             error_message="Lowering not found", verdict="known"),
+        cell("conv", "pt2e", "ptq_static", "litert", "fail", stage="export", error_type="RuntimeError",
+             error_message="Lowering not found", verdict="known"),
+        cell("mlp", "export", "float", "litert", "not_quantized", metrics={"sqnr_db": 140.0}, fidelity="faithful"),
+        cell("mlp", "export", "float", "onnxruntime", "not_quantized", metrics={"sqnr_db": 40.0},
+             fidelity="departs"),
+        cell("mlp", "pt2e", "ptq_static", "onnxruntime", "inaccurate", metrics={"sqnr_db": 12.0}),
+        cell("mlp", "pt2e", "ptq_static", "litert", "fail", stage="run", error_type="E", error_message="m",
+             verdict="worse"),
+        cell("mlp", "fx", "ptq_static", "fbgemm", "pass", quantized_ops=3),
+    ]
+    run = run_of(records)
+    parity = dict(zip(run.df["case_id"], run.df["float_parity"]))
+    assert parity["conv-pt2e-ptq_static-litert"] == "fail" and parity["mlp-pt2e-ptq_static-litert"] == "faithful"
+    assert parity["mlp-pt2e-ptq_static-onnxruntime"] == "departs"
+    assert parity["conv-export-float-litert"] is None, "a float cell is its own parity, not a column of it"
+    assert parity["mlp-fx-ptq_static-fbgemm"] is None, "PyTorch's engines run the reference itself"
+    shown_rows = tables.details(run).set_index("cell")["error / reason"]
+    assert "float parity on this backend: fail" in shown_rows["conv-pt2e-ptq_static-litert"]
+    assert "float parity on this backend: departs" in shown_rows["mlp-pt2e-ptq_static-onnxruntime"]
+    assert "float parity" not in shown_rows["mlp-pt2e-ptq_static-litert"]
+    table = tables.float_parity_table(run).set_index(["mode", "kind"])
+    assert table.loc[("export", "model"), "litert"] == "1/2 faithful (1 fail)"
+    assert table.loc[("export", "model"), "onnxruntime"] == "0/1 faithful (1 departs)"
+    assert "float" not in set(tables.mode_support(run)["scheme"]), "float cells are the float parity table's"
+    assert "float parity" not in tables.surprises(run), "no surprise has a failing float parity: no column"
+    page = render_html(ENV, records)
+    assert "float parity on this backend: fail" in page and 'id="float-parity"' in page
+    paths = tables.conversion_paths(run)
+    assert "pytorch_float (the backend's own export, no quantizer)" in set(paths["path"])

@@ -72,18 +72,20 @@ def test_no_quantized_op_is_not_quantized(monkeypatch):
     assert record["status"] == "not_quantized"
 
 
-def test_a_faithful_float_cell_passes_without_a_quantized_op(monkeypatch):
+def test_a_float_cell_holds_no_quantized_op_and_its_fidelity_is_the_float_parity(monkeypatch):
     record = run(monkeypatch, the_backend=backend(quantized_ops=0), scheme="float")
-    assert record["status"] == "pass"
+    assert (record["status"], record["fidelity"]) == ("not_quantized", "faithful")
+    assert "no quantizer" in record["reason"]
     assert record["limits"]["min_sqnr_db"] == Thresholds.load().for_cell("float", "tiny", "stand_in", "model")[
         "min_sqnr_db"] > Thresholds.load().for_cell("ptq_static", "tiny", "stand_in", "model")["min_sqnr_db"]
     assert "latency" not in record  # a float cell is not timed against itself
 
 
-def test_a_float_export_off_by_an_int8_cells_error_is_inaccurate(monkeypatch):
+def test_a_float_export_off_by_an_int8_cells_error_departs(monkeypatch):
     # 0.01 on outputs of about one: an int8 cell passes with that (about 40 dB), a float export does not.
     record = run(monkeypatch, the_backend=backend(quantized_ops=0, noise=0.01), scheme="float")
-    assert record["status"] == "inaccurate"
+    assert (record["status"], record["fidelity"]) == ("not_quantized", "departs")
+    assert "sqnr_db" in record["fidelity_reason"]
     assert run(monkeypatch, the_backend=backend(noise=0.01))["status"] == "pass"
 
 

@@ -349,7 +349,7 @@ def cells(run: tables.Run) -> str:
             + f'<td data-v="{STATUSES.index(r["status"]) if r["status"] in STATUSES else 99}">'
             f"{chip_html(Chip(r['status'], word=True))}</td>"
             f"<td class=\"verdict\">{_e(VERDICT_WORD.get(r['verdict'], r['verdict']))}</td>"
-            f"<td>{chip_html(Chip(parity)) if parity else ''}</td>"
+            f"<td>{_e(parity or '')}</td>"
             f'<td>{_e(r["stage"])}</td><td class="text" title="{_e(error)}">{_e(error)}</td>'
             f"{_number(r['sqnr_db'], db_=True)}{_number(r['sqnr_sim_db'], db_=True)}{_number(r['lsb_err_vs_sim'])}"
             f"<td>{_e(r['fidelity'] or '')}</td>"
@@ -419,6 +419,7 @@ def render_html(env: dict, records: list[dict]) -> str:
         summary_section("your-models", "Your models", _e(tables.YOUR_MODELS_TEXT).replace("`", ""),
                         tables.your_models(run)),
         mode_support(run),
+        summary_section("float-parity", "Float parity", _e(tables.FLOAT_PARITY_TEXT), tables.float_parity_table(run)),
         summary_section("operator-support", "Operator support", "Operator rows, backend and scheme columns, like "
                         "PyTorch's operator support table; colours as in mode support.", operators),
         summary_section("model-support", "Model support", "Whole-model rows (kind <code>zoo</code>: real "
@@ -437,9 +438,7 @@ def render_html(env: dict, records: list[dict]) -> str:
         summary_section("quantization-classes", "Observer and fake-quantize classes", "The guide's class tables: "
                         "each class a knob qspec chooses, per mode, backend columns, over that knob's cells.",
                         tables.quantization_classes(run)),
-        summary_section("conversion-paths", "Conversion paths", "A model carried between representations (FX to "
-                        "PT2E, eager to FX) and the QAT model exported without convert; per model the outcome, or "
-                        "the stage where the path breaks.", tables.conversion_paths(run)),
+        summary_section("conversion-paths", "Conversion paths", tables.CONVERSION_TEXT, tables.conversion_paths(run)),
         documented(run, positions), failures(run),
         error_split(run), departures(run, positions), expectations(run, env, positions), cells(run), legend(),
     ])

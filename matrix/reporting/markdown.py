@@ -257,6 +257,7 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         environment_section(env, run),
         "## Mode support\n\nMode and scheme rows, backend columns, over every model of the run; a count "
         "links to the per-model table of report.html.\n\n" + table(support),
+        f"## Float parity\n\n{tables.FLOAT_PARITY_TEXT}\n\n" + table(tables.float_parity_table(run)),
         "## Model support\n\nWhole-model rows (kind `zoo`: real architectures built from transformers' code), "
         "backend columns, over every mode and scheme.\n\n" + table(tables.model_support(run)),
         "## Does it pay\n\n" + tables.PAYS_TEXT + "\n\n"
@@ -271,9 +272,7 @@ def render_markdown(env: dict, records: list[dict]) -> str:
         + table(tables.guide_examples(run)),
         "## Observer and fake-quantize classes\n\nThe guide's class tables: each class a knob qspec chooses, "
         "per mode, backend columns, over that knob's cells.\n\n" + table(tables.quantization_classes(run)),
-        "## Conversion paths\n\nA model carried between representations (FX to PT2E, eager to FX) and the QAT "
-        "model exported without convert (batch-norm folded or not); per model the outcome, or the stage where "
-        "the path breaks.\n\n" + table(tables.conversion_paths(run)),
+        f"## Conversion paths\n\n{tables.CONVERSION_TEXT}\n\n" + table(tables.conversion_paths(run)),
         "## Operator support\n\n" + operator_section(run, records),
         "## Documented versus observed\n\nCells where the backend's own documentation claims one outcome "
         "and the run found another.\n\n" + table(tables.documented_vs_observed(run)),

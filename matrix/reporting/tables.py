@@ -146,33 +146,61 @@ def frame(records: list[dict]) -> pd.DataFrame:
     # pandas turns a missing text into NaN, which is truthy and prints as "nan": keep it None.
     text = [c for c in TEXT_COLUMNS if c in df]
     df[text] = df[text].astype(object).where(df[text].notna(), None)
-    df["float_parity"] = float_parity(df)
+    df["float_parity"] = pd.Series(float_parity(df), index=df.index, dtype=object)
     return df
 
 
 FLOAT_SCHEME = "float"
 
 
+FAITHFUL = Fidelity.FAITHFUL.value
+
+
+def parity_of(status: str, fidelity: str | None) -> str:
+    """A float cell's outcome as float parity: ``faithful`` or ``departs`` when it ran (its status is
+    ``not_quantized``: no quantizer), else its status (the export failed, crashed, ...)."""
+    return (fidelity or FAITHFUL) if status == Status.NOT_QUANTIZED.value else status
+
+
 def float_parity(df: pd.DataFrame) -> list[str | None]:
-    """Each cell's float parity: the status of the float cell of its model on its backend (the float
-    model deployed there with no quantization), None where the run has none (a float cell itself,
-    PyTorch's engines and eager PyTorch, which run the float model itself)."""
-    floats = {(r.model, r.backend): r.status for r in df[df["scheme"] == FLOAT_SCHEME].itertuples()}
+    """Each cell's float parity: the outcome of the ``export`` mode's float cell of its model on its
+    backend (the float model deployed there with no quantizer, :func:`parity_of`); None where the run
+    has none (a float cell itself; PyTorch's engines and eager PyTorch run the float model itself)."""
+    floats = {(r.model, r.backend): parity_of(r.status, r.fidelity)
+              for r in df[(df["scheme"] == FLOAT_SCHEME) & (df["mode"] == "export")].itertuples()}
     return [None if scheme == FLOAT_SCHEME else floats.get((model, backend))
             for model, backend, scheme in zip(df["model"], df["backend"], df["scheme"])]
 
 
-PARITY_FAILED = "float parity {status} on this backend (the float model deployed with no quantization): the " \
+PARITY_FAILED = "float parity on this backend: {parity} (the float model deployed with no quantizer): the " \
                 "export is not faithful, so the quantization is not to blame alone"
 
 
 def parity_note(row: pd.Series) -> str:
     """What a quantized cell's reader needs to know of its backend's float parity: nothing when it
-    passed, or when the cell passed too."""
+    is faithful, or when the cell passed."""
     parity = row.get("float_parity")
-    if parity in (None, Status.PASS.value) or row["status"] == Status.PASS.value:
+    if parity in (None, FAITHFUL) or row["status"] == Status.PASS.value:
         return ""
-    return PARITY_FAILED.format(status=parity)
+    return PARITY_FAILED.format(parity=parity)
+
+
+FLOAT_PARITY_TEXT = ("The float model deployed with no quantizer (the float scheme's cells), against PyTorch's "
+                     "float output by the float thresholds (thresholds.toml [schemes.float]): faithful cells over "
+                     "those of each mode and kind; PyTorch's engines run the float model itself.")
+
+
+def float_parity_table(run: Run) -> pd.DataFrame:
+    """Mode and kind rows, backend columns: how many float cells are faithful, and how the others ended."""
+    df = run.df[run.df["scheme"] == FLOAT_SCHEME]
+
+    def cell(cells: pd.DataFrame) -> str:
+        outcomes = Counter(parity_of(s, f) for s, f in zip(cells["status"], cells["fidelity"]))
+        faithful = outcomes.pop(FAITHFUL, 0)
+        others = ", ".join(f"{n} {outcome}" for outcome, n in outcomes.most_common())
+        return f"{faithful}/{len(cells)} faithful" + (f" ({others})" if others else "")
+
+    return _by_backend(run, df, ["mode", "kind"], cell) if len(df) else pd.DataFrame()
 
 
 PAYOFF_COLUMNS = ("speedup", "speedup_low", "speedup_high", "float_ms", "quantized_ms", "latency_error",
@@ -282,8 +310,9 @@ def _by_backend(run: Run, df: pd.DataFrame, keys: list[str], cell) -> pd.DataFra
 
 
 def mode_support(run: Run) -> pd.DataFrame:
-    """Mode and scheme rows, backend columns: rated tallies over every model of the run."""
-    return _by_backend(run, run.df, ["mode", "scheme"],
+    """Mode and scheme rows, backend columns: rated tallies over every model of the run (the float
+    scheme's cells are the float parity table's)."""
+    return _by_backend(run, run.df[run.df["scheme"] != FLOAT_SCHEME], ["mode", "scheme"],
                        lambda cells: Tally.of(cells["status"], rated=True, cells=cells.index))
 
 
@@ -359,6 +388,12 @@ def quantization_classes(run: Run) -> pd.DataFrame:
     return _by_backend(run, df, ["role", "class", "mode"], lambda cells: Tally.of(cells["status"], rated=True))
 
 
+CONVERSION_TEXT = ("A model carried between representations (FX to PT2E, eager to FX), the QAT model exported "
+                   "without convert (batch-norm folded or not), and the float conversions (PyTorch float to each "
+                   "backend's format with no quantizer, ONNX float to TFLite through onnx2tf); per model the "
+                   "outcome, or the stage where the path breaks.")
+
+
 def conversion_paths(run: Run) -> pd.DataFrame:
     """One row per conversion path (and the QAT deploy variants), scheme and backend; a column per
     reference model (operators left out) with the cell's status and SQNR, or the stage where the path broke."""
@@ -370,7 +405,8 @@ def conversion_paths(run: Run) -> pd.DataFrame:
     # The fx mode on a backend without a quantized engine goes through the transplant too, with
     # the backend's own FX BackendConfig: its row sits beside the conversion mode's.
     transplanted = [name for name, b in BACKENDS.items() if b.fx_target is not None and b.engine is None]
-    picked = df[((df["mode"] == "conversion") | df["qspec"].isin(paths)
+    floats = (df["mode"] == "export") & (df["scheme"] == FLOAT_SCHEME)
+    picked = df[((df["mode"] == "conversion") | df["qspec"].isin(paths) | floats | (df["mode"] == "onnx2tf")
                  | ((df["mode"] == "fx") & df["backend"].isin(transplanted)))
                 & df["kind"].isin(WHOLE_MODELS)].copy()
     if not len(picked):
@@ -378,6 +414,11 @@ def conversion_paths(run: Run) -> pd.DataFrame:
     fx_rows = picked["mode"] == "fx"
     picked.loc[fx_rows, "qspec"] = picked.loc[fx_rows, "scheme"].map(
         lambda scheme: f"fx_{'qat' if scheme == 'qat' else 'ptq'}_to_pt2e_transplant (the backend's BackendConfig)")
+    # The guide's float conversions: PyTorch float to each backend's format, and ONNX to TFLite.
+    picked.loc[picked["mode"] == "export", "qspec"] = "pytorch_float (the backend's own export, no quantizer)"
+    picked.loc[picked["mode"] == "onnx2tf", "qspec"] = picked.loc[picked["mode"] == "onnx2tf", "qspec"].map(
+        lambda qspec: "onnx_float_to_tflite (onnx2tf, then TFLiteConverter)"
+        + ("" if qspec == DEFAULT_QSPEC else f", {qspec}"))
     picked = picked.sort_values(["qspec"], kind="stable")
     models = ordered(picked["model"])
     rows = []
@@ -595,7 +636,7 @@ def details(run: Run) -> pd.DataFrame:
     for _, r in run.df.iterrows():
         rows.append({
             "cell": r["case_id"], "status": Chip(r["status"], word=True),
-            "float parity": Chip(r["float_parity"]) if r["float_parity"] else "",
+            "float parity": r["float_parity"] or "",
             "stage": r["stage"] or "", "error / reason": short(" ".join(filter(None, (
                 f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"],
                 parity_note(r) and f"({parity_note(r)})")))),
