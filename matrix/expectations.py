@@ -434,7 +434,7 @@ def status_verdict(record: dict, expected: Expectation) -> Judged:
         mismatch = _signature_mismatch(record, expected.entry)
         if mismatch:
             return Judged(Verdict.WORSE, f"{found}; expected {mismatch}")
-        return Judged(_met(observed), expected.reason or found)
+        return Judged(_met(observed, expected), expected.reason or found)
     better = RANK.get(observed, -1) > RANK.get(expected.status, -1)
     if better and expected.entry is not None and expected.entry.at_worst:
         # The cause did not strike: what is left expected is a pass. A better outcome short of it
@@ -446,9 +446,11 @@ def status_verdict(record: dict, expected: Expectation) -> Judged:
     return Judged(Verdict.BETTER if better else Verdict.WORSE, f"expected {expected.status}, observed {found}")
 
 
-def _met(observed: str) -> Verdict:
-    """The verdict of an outcome that meets its expectation: a pass, or a known non-pass."""
-    return Verdict.AS_EXPECTED if observed == Status.PASS.value else Verdict.KNOWN
+def _met(observed: str, expected: Expectation) -> Verdict:
+    """The verdict of an outcome that meets its expectation: a pass, or the outcome its scheme gives
+    with no entry (a float cell's no quantized op), else a known non-pass."""
+    default = expected.entry is None and expected.claim is None
+    return Verdict.AS_EXPECTED if observed == Status.PASS.value or default else Verdict.KNOWN
 
 
 def _describe(record: dict) -> str:

@@ -500,3 +500,18 @@ def test_a_models_structure_is_made_of_what_the_model_is():
     assert with_structure, "no model declares a structure: the check below checks nothing"
     for spec in with_structure:
         assert module_types(spec.made_of()) == module_types(spec.instantiate()), spec.name
+
+
+def test_a_float_cell_with_no_entry_is_expected_to_hold_no_quantized_op_faithfully(tmp_path):
+    expectations = loaded(tmp_path, TEXT)
+    expected = expectations.lookup("relu-export-float-litert", claimable=False).of_float_cell()
+    assert (expected.status, expected.fidelity) == ("not_quantized", "faithful")
+    record = {"status": "not_quantized", "fidelity": "faithful", "stage": None, "error_type": None,
+              "error_message": None}
+    assert verdict(record, expected).verdict.value == "as_expected"
+    assert verdict({**record, "fidelity": "departs", "fidelity_reason": "sqnr_db 40 < 60"},
+                   expected).verdict.value == "worse", "an unfaithful export nobody explained is a surprise"
+    assert verdict({**record, "status": "fail", "stage": "export", "error_type": "E", "error_message": "m"},
+                   expected).verdict.value == "worse"
+    entry = expectations.lookup("conv_bn_relu-fx-ptq_dynamic-x86", claimable=False)
+    assert entry.of_float_cell() is entry, "an entry of its own speaks first"

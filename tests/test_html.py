@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 
@@ -31,9 +33,14 @@ RECORDS = [
 ]
 
 
-def embedded(page: str, element_id: str):
+def embedded(page: str, element_id: str, parse_constant=None):
+    """An element's embedded JSON; the records' compressed as the page's script reads them."""
+    if element_id == "records":
+        found = re.search(r'<script type="application/octet-stream" id="records" data-encoding="gzip\+base64">'
+                          r"(.*?)</script>", page, re.S)
+        return json.loads(gzip.decompress(base64.b64decode(found[1])), parse_constant=parse_constant)
     found = re.search(rf'<script type="application/json" id="{element_id}">(.*?)</script>', page, re.S)
-    return json.loads(found[1])
+    return json.loads(found[1], parse_constant=parse_constant)
 
 
 def test_every_section_is_there():
@@ -52,7 +59,10 @@ def test_records_are_embedded_whole_and_a_closing_tag_in_an_error_cannot_end_the
     data = embedded(page, "records")
     assert [r["case_id"] for r in data] == sorted(r["case_id"] for r in RECORDS)
     assert data[0]["error_message"] == "bad </script><b>tag</b> 0x7f3e"
-    assert page.count("</script>") == 3, "records, config, and the script itself"
+    assert page.count("</script>") == 4, "the index, the records, config, and the script itself"
+    index = embedded(page, "index")
+    assert [r["case_id"] for r in index] == [r["case_id"] for r in data]
+    assert index[0]["error_message"] == data[0]["error_message"] and "timings" not in index[0]
     assert embedded(page, "config")["symbols"] == HTML_SYMBOLS
 
 
@@ -60,12 +70,11 @@ def test_records_with_nan_metrics_stay_valid_json_for_the_browser():
     zero_output = cell("op_relu", "eager", "ptq_static", "x86", "inaccurate", quantized_ops=1,
                        metrics={"sqnr_db": -300.0, "cosine": float("nan"), "lsb_err_vs_sim": float("inf")})
     page = render_html(ENV, [*RECORDS, zero_output])
-    found = re.search(r'<script type="application/json" id="records">(.*?)</script>', page, re.S)
-
     def refuse(constant: str):
         raise AssertionError(f"{constant} in the embedded JSON: JSON.parse would reject the page's data")
 
-    data = json.loads(found[1], parse_constant=refuse)
+    data = embedded(page, "records", parse_constant=refuse)
+    embedded(page, "index", parse_constant=refuse)
     metrics = next(r for r in data if r["model"] == "op_relu")["metrics"]
     assert metrics["cosine"] == "NaN" and metrics["lsb_err_vs_sim"] == "Infinity"
 

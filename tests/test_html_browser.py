@@ -116,7 +116,8 @@ def test_report_renders_filters_and_shows_a_record(tmp_path, browser):
 
     browser.execute_script("document.querySelector('#cell-table tbody tr:not([hidden])').click()")
     panel = browser.find_element("id", "record")
-    assert panel.is_displayed() and "model_03-" in panel.find_element("tag name", "h2").text
+    WebDriverWait(browser, 10).until(lambda d: panel.is_displayed())  # the records decompress first
+    assert "model_03-" in panel.find_element("tag name", "h2").text
     assert "Timings" in panel.text and "pytest 'cases/test_matrix.py::test_cell[model_03-" in panel.text
 
     # A cell localized against its simulation: the panel names the layer and plots the series in steps.
@@ -124,6 +125,7 @@ def test_report_renders_filters_and_shows_a_record(tmp_path, browser):
     Select(browser.find_element("css selector", 'select[data-axis="model"]')).select_by_value("model_01")
     browser.execute_script("document.querySelector('#cell-table tbody tr:not([hidden])').click()")
     panel = browser.find_element("id", "record")
+    WebDriverWait(browser, 10).until(lambda d: panel.is_displayed() and "model_01-" in panel.text)
     assert "first leaves its simulation at act2 (11.0 steps)" in panel.text
     curve = panel.find_element("css selector", "svg.sqnr-curve")
     assert len(curve.find_elements("css selector", "circle")) == 3

@@ -204,9 +204,11 @@ def test_markup_from_a_record_reaches_no_report_raw(tmp_path):
         text = (run / name).read_text()
         if name == "report.md":  # a code span shows its text as written: markup inside one is text
             text = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", text)
-        else:  # the page's own script follows the records, which carry no "<" at all
-            text, data = text.split('<script type="application/json" id="records">', 1)
-            assert "<" not in data.split("</script>", 1)[0]
+        else:  # the page's own script follows the index and the records, which carry no "<" at all
+            text, data = text.split('<script type="application/json" id="index">', 1)
+            index, rest = data.split("</script>", 1)
+            assert "<" not in index
+            assert "<" not in rest.split('data-encoding="gzip+base64">', 1)[1].split("</script>", 1)[0]
         for tag in ("<img", "<script>alert", "</pre><", "<b>model"):
             assert tag not in text, f"{tag!r} raw in {name}"
     markdown = (run / "report.md").read_text()

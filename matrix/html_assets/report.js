@@ -1,9 +1,17 @@
 "use strict";
 // Filters, sorting and the record panel of a qmatrix report. Reads the records embedded in the page.
 (function () {
-  // The records, parsed the first time a filter, a tally or a record panel needs them: the page opens first.
-  let records = null;
-  const data = () => records || (records = JSON.parse(document.getElementById("records").textContent));
+  // What filters, tallies and the search read of each record, parsed the first time one needs it: the
+  // page opens first. The whole records (gzip, base64) are read when a record panel first opens.
+  let index = null;
+  const data = () => index || (index = JSON.parse(document.getElementById("index").textContent));
+  let whole = null;
+  const records = () => whole || (whole = (async () => {
+    const text = document.getElementById("records").textContent.trim();
+    const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return JSON.parse(await new Response(stream).text());
+  })());
   const CONFIG = JSON.parse(document.getElementById("config").textContent);
   const SYMBOLS = CONFIG.symbols;
   const NOT_APPLICABLE = ["unavailable", "error"];
@@ -165,7 +173,17 @@
   }
 
   function show(i) {
-    const r = data()[i];
+    if (!("DecompressionStream" in window)) {
+      const panel = document.getElementById("record");
+      panel.innerHTML = "<p>This browser cannot read the page's compressed records (no DecompressionStream); "
+        + "report.csv and the run's cells*.jsonl hold them.</p>";
+      panel.hidden = false;
+      return;
+    }
+    records().then((all) => showRecord(all[i], i));
+  }
+
+  function showRecord(r, i) {
     const m = r.metrics || {};
     const keys = METRICS.filter((k) => k in m).concat(Object.keys(m).filter((k) => !METRICS.includes(k)));
     const expected = r.expected || {};

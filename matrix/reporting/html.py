@@ -8,6 +8,8 @@ cell's whole record. Every text from a record is escaped.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import math
 import re
@@ -459,16 +461,32 @@ def browser_json(value: object) -> object:
     return value
 
 
+# What the filters, the search and the tallies read of each record, kept plain in the page; the
+# whole records (for the record panel) are gzip-compressed and read when a panel first opens.
+INDEX_FIELDS = ("case_id", *AXES, "status", "verdict", "fidelity", "stage", "error_type", "error_message", "reason")
+
+
+def embedded_json(value: object) -> str:
+    return json.dumps(browser_json(value), sort_keys=True, default=str, allow_nan=False).replace("<", "\\u003c")
+
+
+def compressed_records(records: list[dict]) -> str:
+    """The records as JSON, gzip-compressed (the same bytes for the same records), base64."""
+    return base64.b64encode(gzip.compress(embedded_json(records).encode(), mtime=0)).decode()
+
+
 def page(title: str, body: str, records: list[dict] | None = None) -> str:
-    data = json.dumps(browser_json(records or []), sort_keys=True, default=str, allow_nan=False)
-    data = data.replace("<", "\\u003c")
+    records = records or []
+    index = embedded_json([{key: r.get(key) for key in INDEX_FIELDS} for r in records])
     config = json.dumps({"symbols": SYMBOLS, "verdicts": VERDICT_TEXT})
     script = (ASSETS / "report.js").read_text()
     style = (ASSETS / "report.css").read_text()
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
             f"<style>{style}</style></head><body>{body}"
-            f'<script type="application/json" id="records">{data}</script>'
+            f'<script type="application/json" id="index">{index}</script>'
+            f'<script type="application/octet-stream" id="records" data-encoding="gzip+base64">'
+            f"{compressed_records(records)}</script>"
             f'<script type="application/json" id="config">{config}</script><script>{script}</script></body></html>\n')
 
 
