@@ -61,9 +61,19 @@
     if (reapply && filtering()) apply();
   }
 
+  // A long section's body, put in from its template the first time it is near or a filter is chosen.
+  function unfold(template, reapply = true) {
+    if (!template.isConnected) return;
+    template.replaceWith(template.content);
+    if (reapply && filtering()) apply();
+  }
+
   function apply() {
     const active = filtering();
-    if (active) cellRows(false);
+    if (active) {
+      cellRows(false);
+      $$("template.lazy").forEach((template) => unfold(template, false));
+    }
     const DATA = data();
     const ok = DATA.map((_, i) => matches(i));
     $$("tr[data-i]").forEach((tr) => { tr.hidden = !ok[+tr.dataset.i]; });
@@ -301,14 +311,16 @@
     document.getElementById("reset").addEventListener("click", reset);
     // A fresh page shows every cell as rendered; the first filter applies itself.
     const cells = document.getElementById("cells");
-    if (cells && "IntersectionObserver" in window) {
+    const later = [[cells, () => cellRows()]].concat(
+      $$("template.lazy").map((template) => [template.parentNode, () => unfold(template)]));
+    later.forEach(([section, show]) => {
+      if (!section) return;
+      if (!("IntersectionObserver" in window)) { show(); return; }
       const near = new IntersectionObserver((seen) => {
-        if (seen.some((entry) => entry.isIntersecting)) { near.disconnect(); cellRows(); }
+        if (seen.some((entry) => entry.isIntersecting)) { near.disconnect(); show(); }
       }, { rootMargin: "100% 0px" });
-      near.observe(cells);
-    } else {
-      cellRows();
-    }
+      near.observe(section);
+    });
   }
 
   start();

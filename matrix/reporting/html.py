@@ -178,7 +178,15 @@ def filter_bar(run: tables.Run, sections: str) -> str:
 <button id="reset" type="button">reset</button><span id="shown" class="muted">{len(run.df)} cells</span></div></nav>"""
 
 
+# A section's body longer than this waits in a template until the section is scrolled near or a
+# filter is chosen: a browser lays out every table of the page before it shows it (the per-model,
+# operator and error-split tables of the whole matrix took 1.4 of its 2.1 s to open, 2026-12-08).
+LAZY_BYTES = 200_000
+
+
 def _section(anchor: str, title: str, intro: str, body: str) -> str:
+    if len(body) > LAZY_BYTES and anchor != "cells":  # the cell table keeps its rows in a template of its own
+        body = f'<template class="lazy">{body}</template>'
     return (f'<section id="{anchor}"><h2>{_e(title)}</h2><p class="intro">{intro}</p>{body}'
             '<p class="none-shown" hidden>No cell here matches the filters.</p></section>')
 
