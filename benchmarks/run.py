@@ -4,13 +4,16 @@
     python benchmarks/run.py --full     # the whole matrix, -n 2 only
     python benchmarks/run.py --zoo      # the zoo tier (-m kind_zoo), -n 2 only
     python benchmarks/run.py --from-run reports/latest --wall 3600 --workers 2   # a run already made
+    python benchmarks/run.py --from-run COLD_RUN --wall 2026 --warm-wall 1900   # and its cold / warm ratio
     python benchmarks/run.py --repeatability RUN_A RUN_B   # do two runs' speedups agree within their spread?
 
 Prints, from the records' stage timings and the measured wall time: cells, wall
 time, the sum of stage time, parallel efficiency, the suite's own overhead,
 cost per backend and per stage, the share of worker time spent timing cells against
 float (the ``measure`` stage), import cost of a worker, peak memory per worker,
-the speedup of -n 2 over -n 0 and the time of a one-cell rerun, each beside its
+the float deployments built and reused, the speedup of -n 2 over -n 0, the cold / warm
+ratio (the -n 2 run again with the Inductor cache it filled: a cold start's cost; with
+--full that is the whole matrix twice) and the time of a one-cell rerun, each beside its
 goal. Nothing here is a test: it measures and prints.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,10 +41,14 @@ GOALS = {"wall_full_s": 600, "wall_zoo_s": 900, "efficiency": 0.85, "overhead": 
          "measure_share": 0.10, "repeatable": 0.90}
 
 
-def timed_run(args: list[str], reports: Path) -> float:
+def timed_run(args: list[str], reports: Path, cold: bool = True) -> float:
     """The wall time of one pytest run, cold: Inductor compiles into a cache folder of its own,
-    empty at the start (no code compiled by an earlier run is reused)."""
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(reports / "inductor-cache")}
+    empty at the start (no code compiled by an earlier run is reused); warm (``cold=False``): the
+    cache an earlier run into the same ``reports`` filled."""
+    cache = reports / "inductor-cache"
+    if cold and cache.exists():
+        shutil.rmtree(cache)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pytest", f"--rootdir={SUITE}", f"--reports-dir={reports}", "-q",
                     "-p", "no:randomly", *args], cwd=SUITE, check=False, capture_output=True, env=env)
@@ -155,6 +163,9 @@ def main() -> int:
     parser.add_argument("--from-run", type=Path, help="summarize the records of a run already made (no cell runs)")
     parser.add_argument("--wall", type=float, help="with --from-run: the run's measured wall time in seconds")
     parser.add_argument("--workers", type=int, default=2, help="with --from-run: the run's -n")
+    parser.add_argument("--warm-wall", type=float,
+                        help="with --from-run of a cold run: the wall time of the same cells run warm "
+                             "(Inductor's cache kept), for the cold / warm ratio")
     parser.add_argument("--repeatability", nargs=2, type=Path, metavar="RUN",
                         help="compare the speedups of two runs already made (no cell runs)")
     args = parser.parse_args()
@@ -171,6 +182,8 @@ def main() -> int:
         zoo = bool(records) and all(r["kind"] == "zoo" for r in records)
         print(wall_goal("zoo tier" if zoo else "run", args.wall, "wall_zoo_s" if zoo else "wall_full_s",
                         found["cells"]))
+        if args.warm_wall:
+            print(f"cold / warm: {args.wall:.0f} s / {args.warm_wall:.0f} s = {args.wall / args.warm_wall:.2f}")
         return 0
     selection = [] if args.full else ZOO if args.zoo else SLICE
     with tempfile.TemporaryDirectory(prefix="qmatrix-bench-") as scratch:
@@ -183,6 +196,9 @@ def main() -> int:
             results[workers] = summarize(records, wall, workers)
             show(f"-n {workers}", results[workers])
             print("per model: " + per_model(records))
+        # The same cells again with the Inductor cache the first run filled: what a cold start costs.
+        warm = timed_run([*selection, "-n", "2"], Path(folder) / "n2", cold=False)
+        print(f"cold / warm (-n 2): {results[2]['wall']:.0f} s / {warm:.0f} s = {results[2]['wall'] / warm:.2f}")
         rerun = timed_run([ONE_CELL, "-n", "0"], Path(folder) / "rerun")
     print(f"\nimport cost of a worker (matrix.plugin with torch) {import_cost():.2f} s")
     print(f"one-cell rerun, imports included {rerun:.1f} s (goal <= {GOALS['rerun_s']} s, "
