@@ -58,11 +58,13 @@ from matrix.vocabulary import (
 PATH = Path(__file__).with_name("expectations.toml")
 CLAIM_KEYS = {"cases", "status", "claim", "source"}
 EXPECT_KEYS = {"cases", "status", "reason", "source", "stage", "error_type", "error_match", "versions", "cpu_lacks",
-               "over", "at_worst", "fidelity", "modules", "lacks_modules"}
+               "over", "at_worst", "fidelity", "modules", "lacks_modules", "weights_under"}
 # Before a module type in ``modules``: that type itself, not a subclass of it.
 EXACT = "="
 # The class names of a cell's model's modules (torch's own classes, with their bases), made on demand.
 ModuleTypes = Callable[[], frozenset[str]]
+# The element count of the largest weight of a cell's model's compute layers, made on demand.
+LargestWeight = Callable[[], int]
 # The metrics an inaccurate cell can be over (the record's ``violations`` the status is judged by).
 METRICS = ACCURACY_METRICS
 
@@ -95,6 +97,9 @@ class Entry:
     modules: tuple[str, ...] = ()
     # torch.nn module types of which the cell's model must hold none.
     lacks_modules: tuple[str, ...] = ()
+    # The cell's model's largest weight of a compute layer (linear, convolution, recurrent,
+    # attention) must have fewer elements than this (a converter that skips small weights).
+    weights_under: int | None = None
 
     @property
     def label(self) -> str:
@@ -110,12 +115,16 @@ class Entry:
         any condition on the model's module types."""
         return (self.kind != "claim" or claimable) and self._pattern.match(case_id) is not None
 
-    def matches(self, case_id: str, claimable: bool, module_types: ModuleTypes | None = None) -> bool:
+    def matches(self, case_id: str, claimable: bool, module_types: ModuleTypes | None = None,
+                largest_weight: LargestWeight | None = None) -> bool:
         """Whether the entry speaks of a cell; a docs claim only of a ``claimable`` one
         (see :meth:`Expectations.lookup`); an entry with ``modules`` only of a cell whose model
         holds one of them, or with ``lacks_modules`` none (``module_types``; none known: the
-        entry does not match)."""
+        entry does not match); with ``weights_under``, only of a model whose compute layers'
+        weights are all smaller (``largest_weight``; none known: it does not match)."""
         if not self.names(case_id, claimable):
+            return False
+        if self.weights_under is not None and (largest_weight is None or largest_weight() >= self.weights_under):
             return False
         if not (self.modules or self.lacks_modules):
             return True
@@ -218,19 +227,23 @@ class Expectations:
         return self._installed[package]
 
     def _matching(self, kind: str, case_id: str, claimable: bool, at_worst: bool = False,
-                  about: str = "status", module_types: ModuleTypes | None = None) -> Iterator[Entry]:
+                  about: str = "status", module_types: ModuleTypes | None = None,
+                  largest_weight: LargestWeight | None = None) -> Iterator[Entry]:
         for entry in self.entries:
             if (entry.kind == kind and entry.at_worst == at_worst and getattr(entry, about) is not None
-                    and entry.matches(case_id, claimable, module_types)):
+                    and entry.matches(case_id, claimable, module_types, largest_weight)):
                 installed = {p: self._version(p) for p in entry.versions}
                 if entry.holds_here(installed, self.cpu):
                     yield entry
 
-    def lookup(self, case_id: str, claimable: bool, module_types: ModuleTypes | None = None) -> Expectation:
+    def lookup(self, case_id: str, claimable: bool, module_types: ModuleTypes | None = None,
+               largest_weight: LargestWeight | None = None) -> Expectation:
         """What is expected of a cell. ``claimable``: the cell is one PyTorch's quantization page
         speaks of (one of its engines, with their default qconfig), so its docs claims apply;
-        ``module_types``: what its model is made of, for the entries that name module types."""
-        matching = functools.partial(self._matching, case_id=case_id, claimable=claimable, module_types=module_types)
+        ``module_types``: what its model is made of, for the entries that name module types;
+        ``largest_weight``: its compute layers' largest weight, for ``weights_under``."""
+        matching = functools.partial(self._matching, case_id=case_id, claimable=claimable, module_types=module_types,
+                                     largest_weight=largest_weight)
 
         def first(*args, **kwargs) -> Entry | None:
             return next(matching(*args, **kwargs), None)
@@ -249,8 +262,9 @@ class Expectations:
             return Expectation(Status.PASS.value, None, None, None, **fidelity)
         return Expectation(entry.status, entry.text, entry, claim, **fidelity, causes=causes)
 
-    def unused(self, cells: Iterable[tuple[str, bool, ModuleTypes | None]]) -> list[tuple[Entry, str]]:
-        """Entries no cell's expectation comes from (cells as ``(case_id, claimable, module_types)``),
+    def unused(self, cells: Iterable[tuple]) -> list[tuple[Entry, str]]:
+        """Entries no cell's expectation comes from (cells as ``(case_id, claimable, module_types,
+        largest_weight)``, the last ones optional),
         each with why: it matches none of the cells, or
         on every cell it matches an earlier entry of its kind, under the same conditions, speaks
         first of what it speaks of (the status, the fidelity); ``at_worst`` entries are all consulted."""
@@ -336,11 +350,15 @@ def _entry(path: Path, kind: str, index: int, raw: object) -> Entry:
             raise ExpectationError(f"{where}: {key!r} names no torch.nn module type: {unknown_modules}")
     if not isinstance(raw.get("at_worst", False), bool):
         raise ExpectationError(f"{where}: 'at_worst' must be true or false")
+    weights_under = raw.get("weights_under")
+    if weights_under is not None and (isinstance(weights_under, bool) or not isinstance(weights_under, int)
+                                      or weights_under < 1):
+        raise ExpectationError(f"{where}: 'weights_under' must be a positive whole number of elements")
     return Entry(
         kind=kind, index=index, cases=tuple(cases), status=raw.get("status"), text=raw[text_key],
         source=raw["source"], stage=raw.get("stage"), error_type=raw.get("error_type"),
         error_match=pattern, versions=versions, **lists, at_worst=raw.get("at_worst", False),
-        fidelity=raw.get("fidelity"),
+        fidelity=raw.get("fidelity"), weights_under=weights_under,
     )
 
 

@@ -48,7 +48,7 @@ from matrix.schemes import SCHEMES
 from matrix.thresholds import PATH as THRESHOLDS_PATH
 from matrix.thresholds import ThresholdError, Thresholds
 from matrix.vocabulary import KINDS, Stage, Status, Verdict
-from models import MODELS, module_types
+from models import MODELS, largest_weight, module_types
 from models.sources import ModelSourceError, load_entry_points, load_file
 
 AXES = {"models": MODELS, "modes": MODES, "schemes": SCHEMES, "qspecs": QSPECS, "backends": BACKENDS}
@@ -99,9 +99,20 @@ def model_module_types(name: str) -> frozenset[str]:
         return frozenset()
 
 
-def cell_facts(case: Case) -> tuple[str, bool, Callable[[], frozenset[str]]]:
-    """What expectations match a cell by: its id, whether docs claims apply, its model's module types."""
-    return case.id, claimable(case), functools.partial(model_module_types, case.model)
+@functools.cache
+def model_largest_weight(name: str) -> int:
+    """The largest weight of a model's compute layers, for the expectations with ``weights_under``."""
+    try:
+        return largest_weight(MODELS[name].made_of())
+    except Exception:  # a model that does not build: its cells record it, as a broken case
+        return 0
+
+
+def cell_facts(case: Case) -> tuple[str, bool, Callable[[], frozenset[str]], Callable[[], int]]:
+    """What expectations match a cell by: its id, whether docs claims apply, its model's module
+    types and its largest compute weight."""
+    return (case.id, claimable(case), functools.partial(model_module_types, case.model),
+            functools.partial(model_largest_weight, case.model))
 
 
 def expected_of(expectations: Expectations, case: Case) -> Expectation:

@@ -149,6 +149,16 @@ def module_types(model: nn.Module) -> frozenset[str]:
     return frozenset(held)
 
 
+# The layers whose weights a converter quantizes (a norm's scale or an embedding table are not).
+COMPUTE_LAYERS = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase, nn.MultiheadAttention)
+
+
+def largest_weight(model: nn.Module) -> int:
+    """The element count of the largest weight of ``model``'s compute layers (0 without any)."""
+    return max((p.numel() for m in model.modules() if isinstance(m, COMPUTE_LAYERS)
+                for name, p in m.named_parameters(recurse=False) if "weight" in name), default=0)
+
+
 # Parts of a model that name no layer of their own.
 NOT_LAYERS = ("QuantStub", "DeQuantStub", "Identity", "Dropout", "FloatFunctional", "QFunctional")
 # Layers taken whole: their submodules are their own (an attention's out_proj).

@@ -515,3 +515,28 @@ def test_a_float_cell_with_no_entry_is_expected_to_hold_no_quantized_op_faithful
                    expected).verdict.value == "worse"
     entry = expectations.lookup("conv_bn_relu-fx-ptq_dynamic-x86", claimable=False)
     assert entry.of_float_cell() is entry, "an entry of its own speaks first"
+
+
+def test_an_entry_with_weights_under_speaks_only_of_models_whose_weights_are_all_smaller(tmp_path):
+    expectations = loaded(tmp_path, TEXT + '''
+[[expect]]
+cases = ["*-onnx2tf-ptq_dynamic-litert"]
+weights_under = 1024
+status = "not_quantized"
+reason = "small weights are skipped"
+source = "converter"
+''')
+    small = expectations.lookup("mine-onnx2tf-ptq_dynamic-litert", False, None, lambda: 576)
+    large = expectations.lookup("mine-onnx2tf-ptq_dynamic-litert", False, None, lambda: 4096)
+    unknown = expectations.lookup("mine-onnx2tf-ptq_dynamic-litert", False)
+    assert (small.status, large.status, unknown.status) == ("not_quantized", "pass", "pass")
+    with pytest.raises(ExpectationError, match="weights_under"):
+        loaded(tmp_path, TEXT + '[[expect]]\ncases = ["x-*"]\nweights_under = "big"\nstatus = "fail"\n'
+               'reason = "r"\nsource = "s"\n')
+
+
+def test_a_models_largest_weight_is_of_its_compute_layers():
+    from models import largest_weight
+
+    model = nn.Sequential(nn.Embedding(100, 16), nn.LayerNorm(16), nn.Linear(16, 8), nn.LSTM(8, 4))
+    assert largest_weight(model) == 128, "the embedding table (1,600) and the norm are not compute weights"

@@ -169,3 +169,28 @@ def test_openvino_integer_add_beside_a_float_convolution_is_not_quantized_comput
     assert found.notes["integer_beside_float_compute"] == {"Eltwise[u8]": 1}
     found = inspect_compiled(_openvino_conv_add(weights_int8=True))
     assert found.quantized["Convolution[u8]"] == 1 and found.float_ops == 0
+
+
+def test_tflite_inspection_reads_the_ops_inside_a_while_loop():
+    """onnx2tf writes a recurrent layer as a WHILE loop: its body's kernels count too."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    import numpy as np
+
+    from matrix.formats.tflite import inspect_tflite, interpreter
+    from matrix.modes.keras import tensorflow
+
+    tf = tensorflow()
+    weight = tf.constant(np.random.default_rng(0).normal(size=(32, 32)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 32], tf.float32)])
+    def looped(x):
+        return tf.while_loop(lambda i, h: i < 3, lambda i, h: (i + 1, tf.nn.relu(tf.matmul(h, weight))), (0, x))[1]
+
+    convert = tf.lite.TFLiteConverter.from_concrete_functions([looped.get_concrete_function()], looped)
+    convert.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic range: the 1,024-element weight is int8
+    content = convert.convert()
+    main_only = inspect_tflite(interpreter(content))
+    found = inspect_tflite(interpreter(content), content)
+    assert "WHILE" in main_only.notes["ops"] and not main_only.quantized
+    assert found.quantized["FULLY_CONNECTED[hybrid]"] == 1

@@ -35,7 +35,7 @@ def deploy(ctx, model: torch.nn.Module) -> Deployed:
     with ctx.clock.stage(Stage.LOAD):
         deployed = tflite.TFLiteModel(content, channels_last, output_order)
         found = tflite.interpreter(content)
-        inspection = tflite.inspect_tflite(found)
+        inspection = tflite.inspect_tflite(found, content)
     return Deployed(deployed, inspection, size_bytes=len(content))
 
 

@@ -94,14 +94,27 @@ def interpreter(content: bytes, keep_tensors: bool = False) -> Any:
     return found
 
 
-def inspect_tflite(found: Any) -> Inspection:
+def inspect_tflite(found: Any, content: bytes | None = None) -> Inspection:
     """Integer and float compute ops of a loaded model, by op name (``FULLY_CONNECTED[hybrid]``
-    for a dynamic-range kernel); I/O dtypes and the op list's shape in the notes."""
+    for a dynamic-range kernel), the ops of every subgraph of ``content`` counted too (a WHILE
+    loop's body: onnx2tf's recurrent layers); I/O dtypes and the op list's shape in the notes."""
     tensors = {t["index"]: t for t in found.get_tensor_details()}
-    ops = found._get_ops_details()
-    producers = {out: op for op in ops for out in op["outputs"]}
     inspection = Inspection()
     kinds: Counter[str] = Counter()
+    _count(found._get_ops_details(), lambda i: np.dtype(tensors[i]["dtype"]) if i >= 0 else None, inspection, kinds)
+    for ops, dtype_of in _subgraphs(content) if content is not None else ():
+        _count(ops, dtype_of, inspection, kinds)
+    inspection.notes.update(
+        inputs=[np.dtype(d["dtype"]).name for d in found.get_input_details()],
+        outputs=[np.dtype(d["dtype"]).name for d in found.get_output_details()],
+        ops=dict(kinds),
+    )
+    return inspection.beside_float_compute(by_base_name(COMPUTE_OPS))
+
+
+def _count(ops: list[dict], dtype_of: Any, inspection: Inspection, kinds: Counter[str]) -> None:
+    """Count one subgraph's ops (``op_name``, ``inputs``, ``outputs``; ``dtype_of`` a tensor index)."""
+    producers = {out: op for op in ops for out in op["outputs"]}
     for op in ops:
         name = op["op_name"]
         kinds[name] += 1
@@ -110,14 +123,13 @@ def inspect_tflite(found: Any) -> Inspection:
         if name not in COMPUTE_OPS:
             # An op without weights (add, pooling, an activation, ...) computes on whatever its
             # first input is: integers when the model quantized it, float when not.
-            first = op["inputs"][0]
-            dtype = np.dtype(tensors[first]["dtype"]) if first >= 0 else None
+            dtype = dtype_of(op["inputs"][0])
             if dtype in INTEGER:
                 inspection.quantized[f"{name}[{INTEGER[dtype]}]"] += 1
             elif dtype is not None and dtype.kind == "f":
                 inspection.floating[name] += 1
             continue
-        dtypes = [np.dtype(tensors[i]["dtype"]) if i >= 0 else None for i in op["inputs"]]
+        dtypes = [dtype_of(i) for i in op["inputs"]]
         activation = dtypes[0] if name != "EMBEDDING_LOOKUP" else (dtypes[1] if len(dtypes) > 1 else None)
         weight = dtypes[1] if len(dtypes) > 1 and name != "EMBEDDING_LOOKUP" else None
         if activation in INTEGER:
@@ -128,14 +140,37 @@ def inspect_tflite(found: Any) -> Inspection:
             source = producers.get(op["inputs"][1]) if len(op["inputs"]) > 1 else None
             via = ""
             if source is not None and source["op_name"] == "DEQUANTIZE":
-                via = "[dequantized " + np.dtype(tensors[source["inputs"][0]]["dtype"]).name + " weights]"
+                via = "[dequantized " + dtype_of(source["inputs"][0]).name + " weights]"
             inspection.floating[name + via] += 1
-    inspection.notes.update(
-        inputs=[np.dtype(d["dtype"]).name for d in found.get_input_details()],
-        outputs=[np.dtype(d["dtype"]).name for d in found.get_output_details()],
-        ops=dict(kinds),
-    )
-    return inspection.beside_float_compute(by_base_name(COMPUTE_OPS))
+
+
+# TFLite's TensorType codes as numpy dtypes (schema.fbs), for the tensors of subgraphs the
+# interpreter does not list.
+TENSOR_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16,
+                9: np.int8, 10: np.float64}
+
+
+def _subgraphs(content: bytes) -> list[tuple[list[dict], Any]]:
+    """The ops of every subgraph but the main one, read from the flatbuffer, each with a dtype lookup."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    found = []
+    for index in range(1, model.SubgraphsLength()):
+        graph = model.Subgraphs(index)
+        types = {t: TENSOR_TYPES.get(graph.Tensors(t).Type()) for t in range(graph.TensorsLength())}
+        ops = []
+        for position in range(graph.OperatorsLength()):
+            op = graph.Operators(position)
+            code = codes[op.OpcodeIndex()]
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            ops.append({"op_name": names.get(builtin, str(builtin)),
+                        "inputs": [int(i) for i in op.InputsAsNumpy()] if op.InputsLength() else [],
+                        "outputs": [int(i) for i in op.OutputsAsNumpy()] if op.OutputsLength() else []})
+        found.append((ops, lambda i, types=types: np.dtype(types[i]) if i >= 0 and types.get(i) else None))
+    return found
 
 
 def _quantize(array: np.ndarray, detail: dict) -> np.ndarray:
