@@ -91,10 +91,11 @@ def _pytorch_route(ctx: CellContext) -> tuple:
     return ctx.case.model, ctx.case.backend, "pytorch", ctx.qspec.variant.onnx_exporter
 
 
-def remember_float(ctx: CellContext, deployed: Deployed) -> None:
-    """A float cell's deployment (the PyTorch float model through the backend's deploy), for the
-    timed cells of the same model and backend in this process."""
-    FLOATS.put(_pytorch_route(ctx), deployed)
+def remember_float(ctx: CellContext, quantized: Quantized, deployed: Deployed) -> None:
+    """A float cell's deployment, for the timed cells of this process that deploy the same float
+    model the same way (:func:`float_key`: the PyTorch float model through the backend's deploy,
+    or the mode's own float artifact, onnx2tf's .tflite say)."""
+    FLOATS.put(float_key(ctx, quantized), deployed)
 
 
 def float_key(ctx: CellContext, quantized: Quantized) -> tuple:

@@ -177,7 +177,7 @@ def _attempt(case: Case, record: dict, clock: StageClock, thresholds: Thresholds
         if not ctx.scheme.quantizes:
             # The float model as this backend deployed it: what this process's timed cells of the
             # same model and backend are measured against, deployed once.
-            remember_float(ctx, deployed)
+            remember_float(ctx, quantized, deployed)
         record.update(
             quantized_ops=inspection.quantized_ops,
             float_ops=inspection.float_ops,
