@@ -351,8 +351,7 @@ def cells(run: tables.Run) -> str:
     axes = [a for a in AXES if a not in ("kind", "qspec") or df[a].nunique() > 1]
     rows = []
     for i, r in df.iterrows():
-        error = " ".join(filter(None, (f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"],
-                                       tables.parity_note(r) and f"({tables.parity_note(r)})")))
+        error = tables.error_or_reason(r)
         parity = r["float_parity"]
         rows.append(
             f'<tr data-i="{i}">' + "".join(f"<td>{_e(r[a])}</td>" for a in axes)

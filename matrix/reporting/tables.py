@@ -185,6 +185,14 @@ def parity_note(row: pd.Series) -> str:
     return PARITY_FAILED.format(parity=parity)
 
 
+def error_or_reason(row: pd.Series) -> str:
+    """A cell's error (or the reason for its status), with its backend's float parity when that
+    is not faithful (:func:`parity_note`)."""
+    said = f"{row['error_type']}: {row['error_message']}" if row["error_type"] else row["reason"]
+    note = parity_note(row)
+    return " ".join(filter(None, (said, note and f"({note})")))
+
+
 FLOAT_PARITY_TEXT = ("The float model deployed with no quantizer (the float scheme's cells), against PyTorch's "
                      "float output by the float thresholds (thresholds.toml [schemes.float]): faithful cells over "
                      "those of each mode and kind; PyTorch's engines run the float model itself.")
@@ -637,9 +645,7 @@ def details(run: Run) -> pd.DataFrame:
         rows.append({
             "cell": r["case_id"], "status": Chip(r["status"], word=True),
             "float parity": r["float_parity"] or "",
-            "stage": r["stage"] or "", "error / reason": short(" ".join(filter(None, (
-                f"{r['error_type']}: {r['error_message']}" if r["error_type"] else r["reason"],
-                parity_note(r) and f"({parity_note(r)})")))),
+            "stage": r["stage"] or "", "error / reason": short(error_or_reason(r)),
             "sqnr dB": "" if missing(r["sqnr_db"]) else db(r["sqnr_db"]),
             "sim dB": "" if missing(r["sqnr_sim_db"]) else db(r["sqnr_sim_db"]),
             "lsb vs sim": number(r["lsb_err_vs_sim"]), "fidelity": r["fidelity"] or "",
